@@ -1,0 +1,55 @@
+// Targeted RFC 6902 operations built against the raw object, never by diffing a re-serialised model
+// (that drops unknown fields and emits removals nobody asked for). An `add` on a missing parent fails in
+// the API server with a 500 that failurePolicy cannot soften, so every missing or non-object ancestor is
+// created here as a whole map.
+
+import { asObject, type JsonObject } from '../checksum/json.ts';
+
+export interface PatchOperation {
+  readonly op: 'add';
+  readonly path: string;
+  readonly value: unknown;
+}
+
+/** RFC 6901: '~' becomes '~0' first, then '/' becomes '~1'. */
+export function escapePointerSegment(segment: string): string {
+  return segment.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/**
+ * Sets `annotations[key] = value` below the metadata found at `metadataPath` (an array of field names
+ * from the object root, e.g. ['spec', 'template', 'metadata']). Only the deepest missing ancestor is added.
+ */
+export function setAnnotation(object: unknown, metadataPath: readonly string[], key: string, value: string): PatchOperation {
+  const path = [...metadataPath, 'annotations'];
+  let node: JsonObject | undefined = asObject(object);
+  for (let depth = 0; depth < path.length; depth++) {
+    const segment = path[depth]!;
+    const child: JsonObject | undefined = asObject(node?.[segment]);
+    if (!child) {
+      // Build { path[depth+1]: { ... { key: value } } } and add it at path[0..depth].
+      let missing: unknown = { [key]: value };
+      for (let inner = path.length - 1; inner > depth; inner--) missing = { [path[inner]!]: missing };
+      return { op: 'add', path: pointer(path.slice(0, depth + 1)), value: missing };
+    }
+    node = child;
+  }
+  // `add` on an existing member replaces it, so this is idempotent.
+  return { op: 'add', path: pointer([...path, key]), value };
+}
+
+function pointer(segments: readonly string[]): string {
+  return segments.map((segment) => `/${escapePointerSegment(segment)}`).join('');
+}
+
+export const TEMPLATE_METADATA = ['spec', 'template', 'metadata'] as const;
+export const WORKLOAD_METADATA = ['metadata'] as const;
+
+/** The current value of an annotation at `metadataPath`, if it is a string. */
+export function readAnnotation(object: unknown, metadataPath: readonly string[], key: string): string | undefined {
+  let node: JsonObject | undefined = asObject(object);
+  for (const segment of [...metadataPath, 'annotations']) node = asObject(node?.[segment]);
+  if (!node || !Object.hasOwn(node, key)) return undefined;
+  const value = node[key];
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,0 +1,150 @@
+// What a pod template consumes from ConfigMaps (DESIGN section 4). Pure: no I/O, raw JSON in, plain data out.
+
+import { asArray, asObject, asString, ownString, type JsonObject } from './json.ts';
+
+export type ReferenceVia = 'env' | 'envFrom' | 'volume' | 'projected' | 'annotation';
+
+/** One place in the pod template (or the extra-configmaps annotation) that reads a ConfigMap. */
+export interface ConfigMapReference {
+  readonly name: string;
+  readonly via: ReferenceVia;
+  /** 'all' when every key is consumed; otherwise the keys read (configMapKeyRef key, or volume items). */
+  readonly keys: 'all' | readonly string[];
+  readonly optional: boolean;
+}
+
+/** Everything a workload consumes from one ConfigMap, merged over all its references. */
+export interface ConfigMapUse {
+  readonly name: string;
+  /** True when at least one reference consumes every key. */
+  readonly allKeys: boolean;
+  /** Keys named explicitly (meaningful when allKeys is false; kept for warnings either way). */
+  readonly keys: readonly string[];
+  /** True when at least one reference is not optional: its absence is worth a warning. */
+  readonly required: boolean;
+  /** Explicit keys whose absence is worth a warning (from non-optional references). */
+  readonly requiredKeys: readonly string[];
+}
+
+export interface ReferenceProblem {
+  readonly kind: 'invalid-extra-configmap';
+  readonly value: string;
+}
+
+export interface CollectedReferences {
+  readonly references: readonly ConfigMapReference[];
+  readonly problems: readonly ReferenceProblem[];
+}
+
+// A ConfigMap name is a DNS subdomain: lowercase alphanumerics, '-' and '.', at most 253 characters.
+const CONFIGMAP_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/**
+ * Collects the ConfigMap references of a pod template: containers and initContainers (env, envFrom),
+ * volumes (plain and projected, with or without items), and the extra-configmaps annotation of the
+ * workload. Malformed entries are skipped: the API server's validation rejects them after us anyway.
+ */
+export function collectReferences(
+  podTemplate: unknown,
+  workloadAnnotations: JsonObject | undefined,
+  extraConfigMapsAnnotation: string,
+): CollectedReferences {
+  const references: ConfigMapReference[] = [];
+  const podSpec = asObject(asObject(podTemplate)?.['spec']);
+
+  for (const listName of ['initContainers', 'containers'] as const) {
+    for (const container of asArray(podSpec?.[listName])) {
+      collectContainer(asObject(container), references);
+    }
+  }
+  for (const volume of asArray(podSpec?.['volumes'])) {
+    const volumeObject = asObject(volume);
+    collectConfigMapSource(asObject(volumeObject?.['configMap']), 'volume', references);
+    for (const source of asArray(asObject(volumeObject?.['projected'])?.['sources'])) {
+      collectConfigMapSource(asObject(asObject(source)?.['configMap']), 'projected', references);
+    }
+  }
+
+  const problems: ReferenceProblem[] = [];
+  const extra = ownString(workloadAnnotations, extraConfigMapsAnnotation);
+  if (extra !== undefined) {
+    for (const item of extra.split(',')) {
+      const name = item.trim();
+      if (name === '') continue;
+      if (CONFIGMAP_NAME.test(name)) references.push({ name, via: 'annotation', keys: 'all', optional: false });
+      else problems.push({ kind: 'invalid-extra-configmap', value: name });
+    }
+  }
+  return { references, problems };
+}
+
+function collectContainer(container: JsonObject | undefined, out: ConfigMapReference[]): void {
+  if (!container) return;
+  for (const envVar of asArray(container['env'])) {
+    const keyRef = asObject(asObject(asObject(envVar)?.['valueFrom'])?.['configMapKeyRef']);
+    const name = asString(keyRef?.['name']);
+    const key = asString(keyRef?.['key']);
+    if (name && key !== undefined) out.push({ name, via: 'env', keys: [key], optional: keyRef?.['optional'] === true });
+  }
+  for (const envFrom of asArray(container['envFrom'])) {
+    const ref = asObject(asObject(envFrom)?.['configMapRef']);
+    const name = asString(ref?.['name']);
+    if (name) out.push({ name, via: 'envFrom', keys: 'all', optional: ref?.['optional'] === true });
+  }
+}
+
+function collectConfigMapSource(source: JsonObject | undefined, via: 'volume' | 'projected', out: ConfigMapReference[]): void {
+  const name = asString(source?.['name']);
+  if (!source || !name) return;
+  const optional = source['optional'] === true;
+  // An items list (even an empty one is invalid for the API server) selects keys; absent means all keys.
+  if (!Array.isArray(source['items'])) {
+    out.push({ name, via, keys: 'all', optional });
+    return;
+  }
+  const keys: string[] = [];
+  for (const item of source['items']) {
+    const key = asString(asObject(item)?.['key']);
+    if (key !== undefined) keys.push(key);
+  }
+  out.push({ name, via, keys, optional });
+}
+
+/** Merges references per ConfigMap, sorted by name, so each ConfigMap is read and hashed once. */
+export function mergeReferences(references: readonly ConfigMapReference[]): ConfigMapUse[] {
+  interface Builder { allKeys: boolean; keys: Set<string>; required: boolean; requiredKeys: Set<string> }
+  const byName = new Map<string, Builder>();
+  for (const ref of references) {
+    let use = byName.get(ref.name);
+    if (!use) {
+      use = { allKeys: false, keys: new Set(), required: false, requiredKeys: new Set() };
+      byName.set(ref.name, use);
+    }
+    if (!ref.optional) use.required = true;
+    if (ref.keys === 'all') {
+      use.allKeys = true;
+      continue;
+    }
+    for (const key of ref.keys) {
+      use.keys.add(key);
+      if (!ref.optional) use.requiredKeys.add(key);
+    }
+  }
+  return [...byName.entries()]
+    .sort(([a], [b]) => compareUtf8(a, b))
+    .map(([name, use]) => ({
+      name,
+      allKeys: use.allKeys,
+      keys: [...use.keys].sort(compareUtf8),
+      required: use.required,
+      requiredKeys: [...use.requiredKeys].sort(compareUtf8),
+    }));
+}
+
+/**
+ * Orders strings by their UTF-8 bytes (equivalently, by code point), not by UTF-16 code units as
+ * Array.prototype.sort does: the canonical encoding must not depend on the language that computes it.
+ */
+export function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}

@@ -1,0 +1,108 @@
+// Flags and environment -> one frozen Config, validated once at start with errors that name the setting.
+// Precedence: command-line flag, then environment variable, then default. Nothing else reads process.env.
+
+import { parseArgs } from 'node:util';
+
+/** The label and annotation contract (DESIGN section 3 and 5). */
+export const CONTRACT = Object.freeze({
+  namespaceLabel: 'config-checksum.io/inject',
+  optOutAnnotation: 'config-checksum.io/inject',
+  extraConfigMapsAnnotation: 'config-checksum.io/extra-configmaps',
+  sourcesAnnotation: 'config-checksum.io/sources',
+  defaultChecksumAnnotation: 'checksum/config',
+});
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+  /** Optional path to a kubeconfig; unset means in-cluster, then $KUBECONFIG, then ~/.kube/config. */
+  readonly kubeconfig: string | undefined;
+  readonly checksumAnnotation: string;
+  /** Upper bound for one ConfigMap read during admission. */
+  readonly configMapReadTimeoutMs: number;
+  /** More distinct ConfigMaps than this in one pod template: allow, change nothing, warn. */
+  readonly maxConfigMaps: number;
+  /** After SIGTERM: unready and still serving for this long, then close. */
+  readonly drainSeconds: number;
+  readonly logLevel: string;
+}
+
+interface Setting {
+  readonly flag: string;
+  readonly env: string;
+  readonly default: string | undefined;
+  readonly help: string;
+}
+
+/** Every setting, with its flag and environment variable; README's configuration table mirrors this. */
+export const SETTINGS = {
+  host: { flag: 'host', env: 'CONFIG_CHECKSUM_HOST', default: '0.0.0.0', help: 'address the HTTPS server listens on' },
+  port: { flag: 'port', env: 'CONFIG_CHECKSUM_PORT', default: '8443', help: 'HTTPS port (/mutate, /healthz, /readyz, /metrics)' },
+  tlsCertFile: { flag: 'tls-cert-file', env: 'CONFIG_CHECKSUM_TLS_CERT_FILE', default: 'certs/tls.crt', help: 'PEM serving certificate (reloaded when it changes)' },
+  tlsKeyFile: { flag: 'tls-key-file', env: 'CONFIG_CHECKSUM_TLS_KEY_FILE', default: 'certs/tls.key', help: 'PEM private key of the serving certificate' },
+  kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', default: undefined, help: 'kubeconfig file; unset: in-cluster service account, then ~/.kube/config' },
+  checksumAnnotation: { flag: 'checksum-annotation', env: 'CONFIG_CHECKSUM_ANNOTATION', default: CONTRACT.defaultChecksumAnnotation, help: 'pod-template annotation that carries the checksum' },
+  configMapReadTimeoutMs: { flag: 'configmap-read-timeout-ms', env: 'CONFIG_CHECKSUM_CONFIGMAP_READ_TIMEOUT_MS', default: '2000', help: 'deadline of one ConfigMap read during admission (the webhook timeout is 5 s)' },
+  maxConfigMaps: { flag: 'max-configmaps', env: 'CONFIG_CHECKSUM_MAX_CONFIGMAPS', default: '64', help: 'most distinct ConfigMaps one workload may consume before the checksum is left alone' },
+  drainSeconds: { flag: 'drain-seconds', env: 'CONFIG_CHECKSUM_DRAIN_SECONDS', default: '15', help: 'seconds to keep serving, unready, after SIGTERM' },
+  logLevel: { flag: 'log-level', env: 'CONFIG_CHECKSUM_LOG_LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace' },
+} as const satisfies Record<keyof Config, Setting>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const options = Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]));
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}. Known flags: ${Object.values(SETTINGS).map((s) => `--${s.flag}`).join(' ')}`);
+  }
+  const raw = (setting: Setting): string | undefined => {
+    const flag = flags[setting.flag];
+    if (typeof flag === 'string') return flag;
+    const fromEnv = env[setting.env];
+    return fromEnv !== undefined && fromEnv !== '' ? fromEnv : setting.default;
+  };
+  const required = (setting: Setting): string => {
+    const value = raw(setting);
+    if (value === undefined || value === '') throw new ConfigError(`--${setting.flag} (${setting.env}) must not be empty`);
+    return value;
+  };
+  const integer = (setting: Setting, min: number, max: number): number => {
+    const text = required(setting);
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new ConfigError(`--${setting.flag} (${setting.env}) must be an integer from ${min} to ${max}, got "${text}"`);
+    }
+    return value;
+  };
+  const checksumAnnotation = required(SETTINGS.checksumAnnotation);
+  if (!QUALIFIED_NAME.test(checksumAnnotation)) {
+    throw new ConfigError(`--${SETTINGS.checksumAnnotation.flag} must be a valid annotation key (prefix/name), got "${checksumAnnotation}"`);
+  }
+  const logLevel = required(SETTINGS.logLevel);
+  if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`--${SETTINGS.logLevel.flag} must be one of ${[...LOG_LEVELS].join(', ')}`);
+
+  return Object.freeze({
+    host: required(SETTINGS.host),
+    port: integer(SETTINGS.port, 0, 65535),
+    tlsCertFile: required(SETTINGS.tlsCertFile),
+    tlsKeyFile: required(SETTINGS.tlsKeyFile),
+    kubeconfig: raw(SETTINGS.kubeconfig),
+    checksumAnnotation,
+    // Under the webhook's 5 s timeoutSeconds, so a slow read still ends in a fail-open answer, not a timeout.
+    configMapReadTimeoutMs: integer(SETTINGS.configMapReadTimeoutMs, 50, 4000),
+    maxConfigMaps: integer(SETTINGS.maxConfigMaps, 1, 1000),
+    drainSeconds: integer(SETTINGS.drainSeconds, 0, 600),
+    logLevel,
+  });
+}
+
+// An annotation key: optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);

@@ -1,0 +1,63 @@
+// Reading ConfigMaps for a checksum: live GETs (never a watch cache, which can lag behind an apply that
+// wrote the ConfigMap a moment before the workload), all in parallel, under one deadline.
+
+import type { ConfigMapLookup } from '../checksum/compute.ts';
+import type { KubeHttp } from './http.ts';
+
+export interface ConfigMapReader {
+  /** Resolves, never rejects: failures come back as { state: 'unreadable' }. */
+  read(namespace: string, name: string, signal: AbortSignal): Promise<ConfigMapLookup>;
+}
+
+export interface ReadObserver {
+  (result: ConfigMapLookup['state'], seconds: number): void;
+}
+
+/** Reads every named ConfigMap of one namespace in parallel; the whole batch shares one deadline. */
+export async function readConfigMaps(
+  reader: ConfigMapReader,
+  namespace: string,
+  names: readonly string[],
+  timeoutMs: number,
+): Promise<Map<string, ConfigMapLookup>> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const results = await Promise.all(names.map((name) => reader.read(namespace, name, signal)));
+  return new Map(names.map((name, index) => [name, results[index]!]));
+}
+
+/** GET /api/v1/namespaces/{ns}/configmaps/{name}; 404 is "missing", anything else that is not 200 is "unreadable". */
+export class ApiConfigMapReader implements ConfigMapReader {
+  readonly #http: KubeHttp;
+  readonly #observe: ReadObserver | undefined;
+
+  constructor(http: KubeHttp, observe?: ReadObserver) {
+    this.#http = http;
+    this.#observe = observe;
+  }
+
+  async read(namespace: string, name: string, signal: AbortSignal): Promise<ConfigMapLookup> {
+    const started = performance.now();
+    const result = await this.#get(namespace, name, signal);
+    this.#observe?.(result.state, (performance.now() - started) / 1000);
+    return result;
+  }
+
+  async #get(namespace: string, name: string, signal: AbortSignal): Promise<ConfigMapLookup> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps/${encodeURIComponent(name)}`;
+    try {
+      const response = await this.#http.request('GET', path, { signal });
+      if (response.status === 404) return { state: 'missing' };
+      if (response.status !== 200) return { state: 'unreadable', reason: `HTTP ${response.status}` };
+      const body = response.json() as { data?: unknown; binaryData?: unknown } | null;
+      return { state: 'found', data: body?.data, binaryData: body?.binaryData };
+    } catch (error) {
+      return { state: 'unreadable', reason: signal.aborted ? 'timeout' : errorCode(error) };
+    }
+  }
+}
+
+/** A short, value-free description of a transport error (never the message, which could echo a URL or body). */
+export function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'error';
+}

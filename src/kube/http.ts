@@ -1,0 +1,105 @@
+// Raw JSON over HTTPS to the API server, on a keep-alive pool, with the credentials of a KubeConfig.
+// Why not the generated client for these calls: the admission path needs a hard per-call deadline and
+// connection reuse, and wants the raw JSON (data/binaryData maps) rather than typed models.
+
+import https from 'node:https';
+import http from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+
+export interface KubeResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly text: string;
+  json(): unknown;
+}
+
+export interface RequestOptions {
+  readonly signal?: AbortSignal;
+  readonly body?: unknown;
+  readonly contentType?: string;
+}
+
+// Credentials can rotate (projected service-account tokens are re-read from file); refresh them this often.
+const CREDENTIAL_REFRESH_MS = 60_000;
+// Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
+const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+
+export class KubeHttp {
+  readonly server: URL;
+  readonly #kubeConfig: KubeConfig;
+  readonly #agent: https.Agent;
+  #options: Promise<https.RequestOptions> | undefined;
+  #optionsAt = 0;
+
+  constructor(kubeConfig: KubeConfig) {
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.server = new URL(cluster.server);
+    this.#kubeConfig = kubeConfig;
+    this.#agent = new https.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 8 });
+  }
+
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<KubeResponse> {
+    const base = await this.#credentials();
+    const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+    return new Promise<KubeResponse>((resolve, reject) => {
+      const request = https.request(
+        {
+          ...base,
+          agent: this.#agent,
+          method,
+          host: this.server.hostname,
+          port: this.server.port || 443,
+          path,
+          signal: options.signal,
+          headers: {
+            ...base.headers,
+            accept: 'application/json',
+            ...(payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {}),
+          },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          response.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_RESPONSE_BYTES) response.destroy(new Error('response too large'));
+            else chunks.push(chunk);
+          });
+          response.on('error', reject);
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json: () => JSON.parse(text) as unknown });
+          });
+        },
+      );
+      request.on('error', reject);
+      request.end(payload);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  #credentials(): Promise<https.RequestOptions> {
+    const now = Date.now();
+    if (!this.#options || now - this.#optionsAt > CREDENTIAL_REFRESH_MS) {
+      const options: https.RequestOptions = {};
+      this.#optionsAt = now;
+      this.#options = this.#kubeConfig.applyToHTTPSOptions(options).then(() => options);
+      this.#options.catch(() => {
+        this.#options = undefined;
+      });
+    }
+    return this.#options;
+  }
+}
+
+/** The given kubeconfig file, else client-node's default chain: $KUBECONFIG, ~/.kube/config, in-cluster. */
+export function loadKubeConfig(kubeconfigPath: string | undefined): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
+  else kubeConfig.loadFromDefault();
+  return kubeConfig;
+}

@@ -1,0 +1,74 @@
+// Entry point of the webhook process (the command the container image runs): parse the config once,
+// build the parts, listen, and stop gracefully on SIGTERM/SIGINT.
+
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ApiConfigMapReader } from './kube/configmaps.ts';
+import { KubeHttp, loadKubeConfig } from './kube/http.ts';
+import { Readiness } from './server/readiness.ts';
+import { startServer, type RunningServer } from './server/https.ts';
+import { createLogger, type Logger } from './telemetry/logger.ts';
+import { createMetrics } from './telemetry/metrics.ts';
+
+export interface Webhook {
+  readonly server: RunningServer;
+  readonly logger: Logger;
+  stop(): Promise<void>;
+}
+
+export async function startWebhook(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Webhook> {
+  const metrics = createMetrics();
+  const http = new KubeHttp(loadKubeConfig(config.kubeconfig));
+  const reader = new ApiConfigMapReader(http, (result, seconds) => {
+    metrics.configMapReads.inc({ result });
+    metrics.configMapReadDuration.observe({ result }, seconds);
+  });
+  const readiness = new Readiness();
+  const server = await startServer(
+    { reader, settings: config, logger, metrics, readiness },
+    { host: config.host, port: config.port, tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }, drainSeconds: config.drainSeconds },
+  );
+  logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation }, 'webhook started');
+  return {
+    server,
+    logger,
+    stop: async () => {
+      await server.stop();
+      http.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`config-checksum-webhook: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  let webhook: Webhook;
+  try {
+    webhook = await startWebhook(config, logger);
+  } catch (error) {
+    logger.fatal({ err: { message: (error as Error).message } }, 'could not start');
+    process.exit(1);
+  }
+  const shutdown = (signal: string): void => {
+    logger.info({ signal }, 'shutdown requested');
+    webhook.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: { message: (error as Error).message } }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,160 @@
+// The fastify app: routes, parsing and error mapping, no listen (tests drive it with inject() or put it
+// behind the TLS server in ./https.ts). HTTP concerns live here; the decision lives in admission/mutate.ts.
+
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type https from 'node:https';
+import { mutate, type MutateSettings } from '../admission/mutate.ts';
+import { complete, decodeReview, allowed, type AdmissionRequest } from '../admission/review.ts';
+import { warning } from '../admission/warnings.ts';
+import { asObject, asString } from '../checksum/json.ts';
+import type { ConfigMapReader } from '../kube/configmaps.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { Readiness } from './readiness.ts';
+
+export interface AppParts {
+  readonly reader: ConfigMapReader;
+  readonly settings: MutateSettings;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly readiness: Readiness;
+}
+
+// An AdmissionReview holds the object and the old object, each up to the API server's 3 MiB request
+// limit, plus the envelope: 7 MiB admits every review the API server can send.
+export const BODY_LIMIT_BYTES = 7 * 1024 * 1024;
+// Above the API server's 90 s idle timeout for webhook connections: the server must never be the side
+// that closes an idle keep-alive connection, or a request racing the close fails as EOF at the API server.
+export const KEEP_ALIVE_TIMEOUT_MS = 95_000;
+// Whole-request ceiling: far above the 30 s maximum webhook timeout, far below "forever" (slowloris).
+export const REQUEST_TIMEOUT_MS = 35_000;
+// Headers must arrive within this (controller-runtime and Pepr use 32 s).
+export const HEADERS_TIMEOUT_MS = 32_000;
+// Margin kept from the API server's own deadline so the answer still arrives in time.
+const DEADLINE_MARGIN_MS = 500;
+
+export function serverOptions(httpsOptions?: https.ServerOptions) {
+  return {
+    bodyLimit: BODY_LIMIT_BYTES,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    disableRequestLogging: true,
+    onProtoPoisoning: 'error' as const,
+    onConstructorPoisoning: 'error' as const,
+    ...(httpsOptions ? { https: httpsOptions } : {}),
+  };
+}
+
+export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): FastifyInstance {
+  // One cast: fastify's overloads cannot type an options object whose https member is optional.
+  const createFastify = Fastify as unknown as (options: object) => FastifyInstance;
+  const app = createFastify({ ...serverOptions(httpsOptions), loggerInstance: parts.logger });
+  app.server.headersTimeout = HEADERS_TIMEOUT_MS;
+
+  // JSON only: any other media type is a malformed review, answered 400 by the error handler below.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body.toString('utf8'), rejectPrototypeKeys));
+    } catch (error) {
+      done(Object.assign(new Error(`body is not valid JSON: ${(error as Error).message.slice(0, 80)}`), { statusCode: 400 }), undefined);
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = clientErrorStatus(error);
+    if (request.url.startsWith('/mutate')) parts.metrics.badRequests.inc({ status: String(status) });
+    if (status >= 500) request.log.error({ err: { message: error.message, code: error.code } }, 'request failed');
+    return reply.code(status).send({ error: status === 413 ? 'Payload Too Large' : status >= 500 ? 'Internal Server Error' : 'Bad Request', message: clientErrorMessage(error, status) });
+  });
+
+  // While draining, ask every client to open its next connection elsewhere (another replica).
+  app.addHook('onSend', async (_request, reply) => {
+    if (parts.readiness.draining) reply.header('connection', 'close');
+  });
+
+  app.post('/mutate', async (request, reply) => {
+    const started = performance.now();
+    const decoded = decodeReview(request.body);
+    if (!decoded.ok) {
+      parts.metrics.badRequests.inc({ status: '400' });
+      return reply.code(400).send({ error: 'Bad Request', message: decoded.message });
+    }
+    const review = decoded.request;
+    const log = parts.logger.child({ uid: review.uid, kind: review.kind.kind, namespace: review.namespace, name: workloadName(review), operation: review.operation });
+    let mutation;
+    try {
+      mutation = await mutate(review, parts.reader, parts.settings, deadlineFromQuery(request.query));
+    } catch (error) {
+      // A defect must not cost a deploy: answer allowed, change nothing, and make it loud in logs and metrics.
+      log.error({ err: { message: (error as Error).message, stack: (error as Error).stack } }, 'admission failed; allowed unchanged');
+      mutation = { result: allowed([warning('internal error; checksum left unchanged')]), outcome: 'fail-open' as const, reason: 'internal-error', checksumChanged: false, configMaps: 0 };
+    }
+    const seconds = (performance.now() - started) / 1000;
+    parts.metrics.admissions.inc({ kind: review.kind.kind, operation: review.operation, outcome: mutation.outcome, reason: mutation.reason });
+    parts.metrics.admissionDuration.observe({ outcome: mutation.outcome }, seconds);
+    if (mutation.checksumChanged) parts.metrics.checksumChanges.inc({ kind: review.kind.kind });
+    if (mutation.result.warnings.length > 0) parts.metrics.admissionWarnings.inc(mutation.result.warnings.length);
+    const line = {
+      outcome: mutation.outcome,
+      reason: mutation.reason,
+      dryRun: review.dryRun,
+      checksumChanged: mutation.checksumChanged,
+      patchOps: mutation.result.patch.length,
+      configMaps: mutation.configMaps,
+      warnings: mutation.result.warnings.length,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+    };
+    if (mutation.outcome === 'fail-open') log.warn(line, 'admission');
+    else log.info(line, 'admission');
+    return complete(review.uid, mutation.result);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) =>
+    parts.readiness.ready ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', reasons: parts.readiness.reasons }),
+  );
+  app.get('/metrics', async (_request, reply) => reply.type(parts.metrics.registry.contentType).send(await parts.metrics.registry.metrics()));
+  return app;
+}
+
+/** JSON.parse reviver: keys that could reach a prototype are refused outright (the body is untrusted). */
+function rejectPrototypeKeys(key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new SyntaxError('"__proto__" is not allowed as a key');
+  return value;
+}
+
+/** The API server appends ?timeout=<Go duration> (whole seconds in practice) with its remaining deadline. */
+export function deadlineFromQuery(query: unknown): number | undefined {
+  const timeout = asString(asObject(query)?.['timeout']);
+  const match = timeout ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(timeout) : null;
+  if (!match) return undefined;
+  const milliseconds = Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 's' ? 1000 : 60_000);
+  return Math.max(50, milliseconds - DEADLINE_MARGIN_MS);
+}
+
+function workloadName(review: AdmissionRequest): string {
+  if (review.name) return review.name;
+  const metadata = asObject(asObject(review.object)?.['metadata']);
+  return asString(metadata?.['name']) ?? asString(metadata?.['generateName']) ?? '';
+}
+
+function clientErrorStatus(error: FastifyError): number {
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return 413;
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 400;
+  const status = error.statusCode ?? 500;
+  return status >= 400 && status < 500 ? status : 500;
+}
+
+function clientErrorMessage(error: FastifyError, status: number): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `body larger than ${BODY_LIMIT_BYTES} bytes`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'content-type must be application/json';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'body is empty; expected an AdmissionReview';
+    default:
+      return status >= 500 ? 'internal error' : error.message;
+  }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the real control plane used by the e2e tests and the local run: etcd, kube-apiserver,
+# kube-controller-manager and kubectl, from the Go module proxy at the versions pinned in
+# test/controlplane/go/*/go.mod. Binaries go to a cache outside the repository, keyed by versions,
+# and a warm cache makes this a no-op. Prints the cache directory on its last line of stdout.
+#
+# Why wrapper modules: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+# with local paths, which a dependent module cannot see; the wrapper replaces each with v0.Y.Z.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+k8s_mod="$here/go/kubernetes"
+etcd_mod="$here/go/etcd"
+
+fail() { echo "control-plane build FAILED at step '$1': $2" >&2; exit 1; }
+
+command -v go >/dev/null || fail "find go" "no 'go' on PATH; install Go >= 1.26 (the Kubernetes version pinned here needs it)"
+
+# The version a module requires, from go.mod (either "require m v" or a line inside a require block).
+required_version() { awk -v m="$1" '($1 == m || ($1 == "require" && $2 == m)) { print ($1 == m ? $2 : $3); exit }' "$2"; }
+k8s_version=$(required_version k8s.io/kubernetes "$k8s_mod/go.mod")
+etcd_version=$(required_version go.etcd.io/etcd/server/v3 "$etcd_mod/go.mod")
+[ -n "$k8s_version" ] || fail "read versions" "$k8s_mod/go.mod does not require k8s.io/kubernetes"
+[ -n "$etcd_version" ] || fail "read versions" "$etcd_mod/go.mod does not require go.etcd.io/etcd/server/v3"
+go_version=$(go env GOVERSION)
+
+cache_root=${CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/config-checksum-webhook}
+bin="$cache_root/k8s-$k8s_version-etcd-$etcd_version-$go_version"
+binaries=(etcd kube-apiserver kube-controller-manager kubectl)
+
+all_present() { for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
+if all_present; then echo "$bin"; exit 0; fi
+
+mkdir -p "$bin" || fail "create cache" "cannot create $bin"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+minor=$(echo "$k8s_version" | cut -d. -f2)
+version_flags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  version_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+build() { # name, module dir, package, extra flags...
+  local name=$1 dir=$2 pkg=$3; shift 3
+  [ -x "$bin/$name" ] && return 0
+  echo "building $name ($pkg) ..." >&2
+  local started=$SECONDS log="$bin/$name.build.log"
+  if ! (cd "$dir" && go build -trimpath "$@" -o "$bin/$name.tmp" "$pkg") >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    fail "build $name" "go build $pkg failed (full log: $log)"
+  fi
+  mv "$bin/$name.tmp" "$bin/$name"
+  echo "built $name in $((SECONDS - started)) s" >&2
+}
+
+(cd "$etcd_mod" && go mod download) >&2 || fail "download etcd modules" "the Go module proxy did not serve the modules in $etcd_mod/go.sum"
+(cd "$k8s_mod" && go mod download) >&2 || fail "download kubernetes modules" "the Go module proxy did not serve the modules in $k8s_mod/go.sum"
+
+build etcd "$etcd_mod" go.etcd.io/etcd/server/v3
+build kube-apiserver "$k8s_mod" k8s.io/kubernetes/cmd/kube-apiserver -tags selinux,notest -ldflags "$version_flags"
+build kube-controller-manager "$k8s_mod" k8s.io/kubernetes/cmd/kube-controller-manager -tags selinux,notest -ldflags "$version_flags"
+build kubectl "$k8s_mod" k8s.io/kubernetes/cmd/kubectl -ldflags "$version_flags"
+
+"$bin/kube-apiserver" --version >&2 || fail "check kube-apiserver" "the built binary does not run"
+"$bin/etcd" --version >&2 || fail "check etcd" "the built binary does not run"
+echo "$bin"
