@@ -1,6 +1,7 @@
 // Flags and environment -> one frozen Config, validated once at start with errors that name the setting.
 // Precedence: command-line flag, then environment variable, then default. Nothing else reads process.env.
 
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 
 /** The label and annotation contract (DESIGN section 3 and 5). */
@@ -27,6 +28,18 @@ export interface Config {
   /** After SIGTERM: unready and still serving for this long, then close. */
   readonly drainSeconds: number;
   readonly logLevel: string;
+  /** Run the watch path (ConfigMap-only changes roll their workloads) in this process. */
+  readonly watch: boolean;
+  /** The MutatingWebhookConfiguration whose namespaceSelector is the scope of the watcher. */
+  readonly webhookConfigurationName: string;
+  /** The webhook's own namespace (leader Lease, certificate Secret). */
+  readonly namespace: string;
+  /** This replica's name in the leader Lease. */
+  readonly identity: string;
+  readonly coalesceWindowMs: number;
+  readonly rolloutRatePerSecond: number;
+  readonly rolloutBurst: number;
+  readonly leaseDurationSeconds: number;
 }
 
 interface Setting {
@@ -48,6 +61,14 @@ export const SETTINGS = {
   maxConfigMaps: { flag: 'max-configmaps', env: 'CONFIG_CHECKSUM_MAX_CONFIGMAPS', default: '64', help: 'most distinct ConfigMaps one workload may consume before the checksum is left alone' },
   drainSeconds: { flag: 'drain-seconds', env: 'CONFIG_CHECKSUM_DRAIN_SECONDS', default: '15', help: 'seconds to keep serving, unready, after SIGTERM' },
   logLevel: { flag: 'log-level', env: 'CONFIG_CHECKSUM_LOG_LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace' },
+  watch: { flag: 'watch', env: 'CONFIG_CHECKSUM_WATCH', default: 'true', help: 'true: also run the watcher that rolls workloads when only a ConfigMap changes' },
+  webhookConfigurationName: { flag: 'webhook-configuration-name', env: 'CONFIG_CHECKSUM_WEBHOOK_CONFIGURATION', default: 'config-checksum-webhook', help: 'MutatingWebhookConfiguration whose namespaceSelector defines the scope' },
+  namespace: { flag: 'namespace', env: 'CONFIG_CHECKSUM_NAMESPACE', default: 'config-checksum', help: "the webhook's own namespace (leader Lease, certificate Secret)" },
+  identity: { flag: 'identity', env: 'CONFIG_CHECKSUM_IDENTITY', default: undefined, help: 'replica name in the leader Lease (default: hostname-pid; the manifests use the pod name)' },
+  coalesceWindowMs: { flag: 'coalesce-window-ms', env: 'CONFIG_CHECKSUM_COALESCE_WINDOW_MS', default: '5000', help: 'ConfigMap changes within this window give one rollout per workload' },
+  rolloutRatePerSecond: { flag: 'rollout-rate', env: 'CONFIG_CHECKSUM_ROLLOUT_RATE', default: '5', help: 'most workload patches per second by the watcher (token bucket rate)' },
+  rolloutBurst: { flag: 'rollout-burst', env: 'CONFIG_CHECKSUM_ROLLOUT_BURST', default: '10', help: 'token bucket size of the rollout rate limit' },
+  leaseDurationSeconds: { flag: 'lease-duration-seconds', env: 'CONFIG_CHECKSUM_LEASE_DURATION_SECONDS', default: '15', help: 'leader Lease duration; a dead leader is replaced after about this long' },
 } as const satisfies Record<keyof Config, Setting>;
 
 export class ConfigError extends Error {
@@ -81,6 +102,11 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     }
     return value;
   };
+  const boolean = (setting: Setting): boolean => {
+    const text = required(setting);
+    if (text !== 'true' && text !== 'false') throw new ConfigError(`--${setting.flag} (${setting.env}) must be true or false, got "${text}"`);
+    return text === 'true';
+  };
   const checksumAnnotation = required(SETTINGS.checksumAnnotation);
   if (!QUALIFIED_NAME.test(checksumAnnotation)) {
     throw new ConfigError(`--${SETTINGS.checksumAnnotation.flag} must be a valid annotation key (prefix/name), got "${checksumAnnotation}"`);
@@ -100,6 +126,15 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     maxConfigMaps: integer(SETTINGS.maxConfigMaps, 1, 1000),
     drainSeconds: integer(SETTINGS.drainSeconds, 0, 600),
     logLevel,
+    watch: boolean(SETTINGS.watch),
+    webhookConfigurationName: required(SETTINGS.webhookConfigurationName),
+    namespace: required(SETTINGS.namespace),
+    identity: raw(SETTINGS.identity) ?? `${hostname()}-${process.pid}`,
+    // Long enough that Helm's "ConfigMap, then Deployment" within one apply is seen as one change.
+    coalesceWindowMs: integer(SETTINGS.coalesceWindowMs, 0, 600_000),
+    rolloutRatePerSecond: integer(SETTINGS.rolloutRatePerSecond, 1, 1000),
+    rolloutBurst: integer(SETTINGS.rolloutBurst, 1, 10_000),
+    leaseDurationSeconds: integer(SETTINGS.leaseDurationSeconds, 2, 300),
   });
 }
 

@@ -4,6 +4,7 @@
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { ApiConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
+import { Watcher } from './watch/watcher.ts';
 import { Readiness } from './server/readiness.ts';
 import { startServer, type RunningServer } from './server/https.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
@@ -11,13 +12,15 @@ import { createMetrics } from './telemetry/metrics.ts';
 
 export interface Webhook {
   readonly server: RunningServer;
+  readonly watcher: Watcher | undefined;
   readonly logger: Logger;
   stop(): Promise<void>;
 }
 
 export async function startWebhook(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Webhook> {
   const metrics = createMetrics();
-  const http = new KubeHttp(loadKubeConfig(config.kubeconfig));
+  const kubeConfig = loadKubeConfig(config.kubeconfig);
+  const http = new KubeHttp(kubeConfig);
   const reader = new ApiConfigMapReader(http, (result, seconds) => {
     metrics.configMapReads.inc({ result });
     metrics.configMapReadDuration.observe({ result }, seconds);
@@ -27,11 +30,16 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     { reader, settings: config, logger, metrics, readiness },
     { host: config.host, port: config.port, tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }, drainSeconds: config.drainSeconds },
   );
-  logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation }, 'webhook started');
+  const watcher = config.watch ? new Watcher(http, kubeConfig, reader, config, logger, metrics) : undefined;
+  await watcher?.start();
+  logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, watch: config.watch }, 'webhook started');
   return {
     server,
+    watcher,
     logger,
     stop: async () => {
+      // The watcher first: it releases the leader Lease so another replica takes over at once.
+      await watcher?.stop();
       await server.stop();
       http.close();
     },

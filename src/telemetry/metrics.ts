@@ -1,7 +1,7 @@
 // Prometheus metrics on /metrics. One registry per process (passed in, never a module global), so tests
 // can build as many apps as they like and read each one's counters.
 
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -13,6 +13,13 @@ export interface Metrics {
   readonly admissionWarnings: Counter;
   readonly badRequests: Counter<'status'>;
   readonly certificateReloads: Counter<'result'>;
+  readonly watchRollouts: Counter<'kind'>;
+  readonly watchSkipped: Counter<'reason'>;
+  readonly watchErrors: Counter<'operation'>;
+  readonly watchRestarts: Counter<'resource' | 'reason'>;
+  readonly watchReaction: Histogram;
+  readonly watchLeader: Gauge;
+  readonly watchConfigMaps: Gauge;
 }
 
 export function createMetrics(): Metrics {
@@ -69,6 +76,46 @@ export function createMetrics(): Metrics {
       name: 'config_checksum_certificate_reloads_total',
       help: 'Serving certificate reloads from disk, by result (loaded, rejected).',
       labelNames: ['result'],
+      registers,
+    }),
+    watchRollouts: new Counter({
+      name: 'config_checksum_watch_rollouts_total',
+      help: 'Workloads the watcher patched because a consumed ConfigMap changed (each is a rollout).',
+      labelNames: ['kind'],
+      registers,
+    }),
+    watchSkipped: new Counter({
+      name: 'config_checksum_watch_skipped_total',
+      help: 'ConfigMap changes or checks that led to no rollout, by reason (metadata-only, unconsumed-key, up-to-date, no-checksum, ...).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    watchErrors: new Counter({
+      name: 'config_checksum_watch_errors_total',
+      help: 'Errors of the watch path, by operation.',
+      labelNames: ['operation'],
+      registers,
+    }),
+    watchRestarts: new Counter({
+      name: 'config_checksum_watch_restarts_total',
+      help: 'Restarts of a list/watch loop, by resource and reason (idle, expired, error, ended).',
+      labelNames: ['resource', 'reason'],
+      registers,
+    }),
+    watchReaction: new Histogram({
+      name: 'config_checksum_watch_reaction_seconds',
+      help: 'From the first ConfigMap change seen to the workload patched (includes the coalescing window).',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60],
+      registers,
+    }),
+    watchLeader: new Gauge({
+      name: 'config_checksum_watch_leader',
+      help: '1 while this replica holds the leader Lease and may write, else 0.',
+      registers,
+    }),
+    watchConfigMaps: new Gauge({
+      name: 'config_checksum_watch_configmaps',
+      help: 'ConfigMaps whose per-key digests the watcher holds (digests only, never values).',
       registers,
     }),
   };

@@ -1,0 +1,98 @@
+// The index from a ConfigMap to the workloads that consume it, with the keys they consume. Built from the
+// workload watch; holds names and key lists only.
+
+import { planChecksum, workloadParts } from '../checksum/compute.ts';
+import { asObject, asString, type JsonObject } from '../checksum/json.ts';
+import type { ConfigMapUse } from '../checksum/references.ts';
+import { CONTRACT } from '../config.ts';
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+
+export interface WorkloadRef {
+  readonly kind: WorkloadKind;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export interface IndexedWorkload extends WorkloadRef {
+  readonly uses: readonly ConfigMapUse[];
+  /** Whether the pod template carries a checksum: workloads without one are never rolled by the watcher. */
+  readonly hasChecksum: boolean;
+}
+
+export function workloadKey(ref: WorkloadRef): string {
+  return `${ref.kind}/${ref.namespace}/${ref.name}`;
+}
+
+export function configMapKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+export class DependencyIndex {
+  readonly #workloads = new Map<string, IndexedWorkload>();
+  readonly #consumers = new Map<string, Set<string>>();
+  readonly #checksumAnnotation: string;
+
+  constructor(checksumAnnotation: string) {
+    this.#checksumAnnotation = checksumAnnotation;
+  }
+
+  upsert(kind: WorkloadKind, object: JsonObject): void {
+    const metadata = asObject(object['metadata']);
+    const namespace = asString(metadata?.['namespace']);
+    const name = asString(metadata?.['name']);
+    const parts = workloadParts(object);
+    if (!namespace || !name || !parts) return;
+    const ref = { kind, namespace, name };
+    this.remove(ref);
+    const { uses } = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
+    if (uses.length === 0) return;
+    const templateAnnotations = asObject(asObject(parts.template['metadata'])?.['annotations']);
+    const hasChecksum = typeof templateAnnotations?.[this.#checksumAnnotation] === 'string';
+    const key = workloadKey(ref);
+    this.#workloads.set(key, { ...ref, uses, hasChecksum });
+    for (const use of uses) {
+      const cmKey = configMapKey(namespace, use.name);
+      let consumers = this.#consumers.get(cmKey);
+      if (!consumers) this.#consumers.set(cmKey, (consumers = new Set()));
+      consumers.add(key);
+    }
+  }
+
+  remove(ref: WorkloadRef): void {
+    const key = workloadKey(ref);
+    const previous = this.#workloads.get(key);
+    if (!previous) return;
+    this.#workloads.delete(key);
+    for (const use of previous.uses) {
+      const cmKey = configMapKey(ref.namespace, use.name);
+      const consumers = this.#consumers.get(cmKey);
+      consumers?.delete(key);
+      if (consumers?.size === 0) this.#consumers.delete(cmKey);
+    }
+  }
+
+  /** Workloads that consume the ConfigMap, each with its use of it. */
+  consumersOf(namespace: string, configMap: string): Array<{ workload: IndexedWorkload; use: ConfigMapUse }> {
+    const result: Array<{ workload: IndexedWorkload; use: ConfigMapUse }> = [];
+    for (const key of this.#consumers.get(configMapKey(namespace, configMap)) ?? []) {
+      const workload = this.#workloads.get(key);
+      const use = workload?.uses.find((candidate) => candidate.name === configMap);
+      if (workload && use) result.push({ workload, use });
+    }
+    return result;
+  }
+
+  workloads(): IterableIterator<IndexedWorkload> {
+    return this.#workloads.values();
+  }
+
+  get size(): number {
+    return this.#workloads.size;
+  }
+}
+
+/** Whether a change to these keys reaches a workload with this use of the ConfigMap. */
+export function consumesAny(use: ConfigMapUse, keys: ReadonlySet<string>): boolean {
+  return use.allKeys || use.keys.some((key) => keys.has(key));
+}

@@ -1,0 +1,126 @@
+// Leader election on a coordination.k8s.io/v1 Lease, as client-go does it: only the holder writes; others
+// take over when the holder has not renewed for a lease duration. Expiry is judged by the local clock
+// from when this process last saw the record change, never by comparing clocks across machines.
+// Writes use the Lease's resourceVersion, so two candidates cannot both win (optimistic concurrency).
+
+import { asObject, asString, type JsonObject } from '../checksum/json.ts';
+import type { KubeHttp } from '../kube/http.ts';
+
+export interface LeaderOptions {
+  readonly namespace: string;
+  readonly name: string;
+  readonly identity: string;
+  readonly leaseDurationSeconds: number;
+  /** How often a candidate tries and the leader renews. */
+  readonly retryPeriodMs: number;
+  readonly onChange: (leading: boolean) => void;
+  readonly onError?: (error: unknown) => void;
+}
+
+export class LeaderElector {
+  readonly #http: KubeHttp;
+  readonly #options: LeaderOptions;
+  #leading = false;
+  #observedRecord = '';
+  #observedAt = 0;
+  #lastRenewOk = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(http: KubeHttp, options: LeaderOptions) {
+    this.#http = http;
+    this.#options = options;
+  }
+
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  start(): void {
+    void this.#tick();
+  }
+
+  /** Stops and, if leading, releases the lease so another replica takes over at once. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    if (this.#leading) {
+      this.#setLeading(false);
+      await this.#release().catch((error: unknown) => this.#options.onError?.(error));
+    }
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      await this.#tryAcquireOrRenew();
+    } catch (error) {
+      this.#options.onError?.(error);
+    }
+    // A leader that could not renew within the lease duration must assume another replica took over.
+    if (this.#leading && performance.now() - this.#lastRenewOk > this.#options.leaseDurationSeconds * 1000) this.#setLeading(false);
+    if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#options.retryPeriodMs);
+  }
+
+  async #tryAcquireOrRenew(): Promise<void> {
+    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/leases`;
+    const response = await this.#http.request('GET', `${path}/${encodeURIComponent(this.#options.name)}`);
+    const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'); // MicroTime
+    const ours = { holderIdentity: this.#options.identity, leaseDurationSeconds: this.#options.leaseDurationSeconds, renewTime: now };
+
+    if (response.status === 404) {
+      const created = await this.#http.request('POST', path, {
+        body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.#options.name, namespace: this.#options.namespace }, spec: { ...ours, acquireTime: now, leaseTransitions: 0 } },
+      });
+      if (created.status === 201) this.#won();
+      return;
+    }
+    if (response.status !== 200) throw new Error(`GET lease: HTTP ${response.status}`);
+    const lease = asObject(response.json()) ?? {};
+    const spec = asObject(lease['spec']) ?? {};
+    const holder = asString(spec['holderIdentity']) ?? '';
+    const record = `${holder}|${asString(spec['renewTime']) ?? ''}`;
+    if (record !== this.#observedRecord) {
+      this.#observedRecord = record;
+      this.#observedAt = performance.now();
+    }
+    const durationMs = (Number(spec['leaseDurationSeconds']) || this.#options.leaseDurationSeconds) * 1000;
+    const expired = holder === '' || performance.now() - this.#observedAt > durationMs;
+    if (holder !== this.#options.identity && !expired) {
+      if (this.#leading) this.#setLeading(false);
+      return;
+    }
+    const transitions = Number(spec['leaseTransitions']) || 0;
+    const updated = await this.#http.request('PUT', `${path}/${encodeURIComponent(this.#options.name)}`, {
+      body: {
+        ...lease,
+        spec: {
+          ...spec,
+          ...ours,
+          ...(holder === this.#options.identity ? {} : { acquireTime: now, leaseTransitions: transitions + 1 }),
+        },
+      } satisfies JsonObject,
+    });
+    if (updated.status === 200) this.#won();
+    else if (updated.status === 409 && this.#leading) this.#setLeading(false);
+  }
+
+  #won(): void {
+    this.#lastRenewOk = performance.now();
+    if (!this.#leading) this.#setLeading(true);
+  }
+
+  async #release(): Promise<void> {
+    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/leases/${encodeURIComponent(this.#options.name)}`;
+    const response = await this.#http.request('GET', path);
+    if (response.status !== 200) return;
+    const lease = asObject(response.json()) ?? {};
+    const spec = asObject(lease['spec']) ?? {};
+    if (spec['holderIdentity'] !== this.#options.identity) return;
+    await this.#http.request('PUT', path, { body: { ...lease, spec: { ...spec, holderIdentity: '', leaseDurationSeconds: 1 } } });
+  }
+
+  #setLeading(leading: boolean): void {
+    this.#leading = leading;
+    this.#options.onChange(leading);
+  }
+}
