@@ -1,7 +1,7 @@
 // The fastify app: routes, parsing and error mapping, no listen (tests drive it with inject() or put it
 // behind the TLS server in ./https.ts). HTTP concerns live here; the decision lives in admission/mutate.ts.
 
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type https from 'node:https';
 import { mutate, type MutateSettings } from '../admission/mutate.ts';
 import { complete, decodeReview, allowed, type AdmissionRequest } from '../admission/review.ts';
@@ -38,7 +38,8 @@ export function serverOptions(httpsOptions?: https.ServerOptions) {
     bodyLimit: BODY_LIMIT_BYTES,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     requestTimeout: REQUEST_TIMEOUT_MS,
-    disableRequestLogging: true,
+    // One line per admission is written by the route itself; fastify's per-request lines would double it.
+    logController: new LogController({ disableRequestLogging: true }),
     onProtoPoisoning: 'error' as const,
     onConstructorPoisoning: 'error' as const,
     ...(httpsOptions ? { https: httpsOptions } : {}),
