@@ -40,7 +40,8 @@ export function decodeReview(body: unknown): DecodedReview {
   const request = asObject(review['request']);
   if (!request) return { ok: false, message: 'AdmissionReview has no request' };
   const uid = asString(request['uid']);
-  if (!uid || uid.length > MAX_UID_LENGTH) return { ok: false, message: 'request.uid must be a non-empty string' };
+  if (!uid) return { ok: false, message: 'request.uid must be a non-empty string' };
+  if (uid.length > MAX_UID_LENGTH) return { ok: false, message: `request.uid must be at most ${MAX_UID_LENGTH} characters` };
   const kind = asObject(request['kind']);
   const group = asString(kind?.['group']);
   const version = asString(kind?.['version']);

@@ -21,7 +21,12 @@ export async function readConfigMaps(
   timeoutMs: number,
 ): Promise<Map<string, ConfigMapLookup>> {
   const signal = AbortSignal.timeout(timeoutMs);
-  const results = await Promise.all(names.map((name) => reader.read(namespace, name, signal)));
+  // The deadline holds even for a read that does not honour the signal (say, stuck loading credentials):
+  // an answer after the webhook's own timeout would hand the decision to failurePolicy.
+  const deadline = new Promise<ConfigMapLookup>((resolve) => {
+    signal.addEventListener('abort', () => resolve({ state: 'unreadable', reason: 'timeout' }), { once: true });
+  });
+  const results = await Promise.all(names.map((name) => Promise.race([reader.read(namespace, name, signal), deadline])));
   return new Map(names.map((name, index) => [name, results[index]!]));
 }
 

@@ -61,8 +61,13 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     }
   };
   const pollMs = options.certPollMs ?? DEFAULT_CERT_POLL_MS;
+  // Certificate and key are often written one after the other: reload once both have settled, not
+  // in between (which would be rejected as a mismatched pair and logged for nothing).
+  let settle: NodeJS.Timeout | undefined;
   const onChange = (current: { mtimeMs: number; size: number }, previous: { mtimeMs: number; size: number }): void => {
-    if (current.mtimeMs !== previous.mtimeMs || current.size !== previous.size) reloadCertificate();
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    clearTimeout(settle);
+    settle = setTimeout(reloadCertificate, Math.min(250, pollMs));
   };
   for (const file of [options.tls.certFile, options.tls.keyFile]) watchFile(file, { interval: pollMs, persistent: false }, onChange);
 
@@ -79,6 +84,7 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
       parts.readiness.block(DRAINING);
       parts.logger.info({ drainSeconds: options.drainSeconds }, 'draining');
       await new Promise((resolve) => setTimeout(resolve, options.drainSeconds * 1000));
+      clearTimeout(settle);
       for (const file of [options.tls.certFile, options.tls.keyFile]) unwatchFile(file, onChange);
       await app.close();
       parts.logger.info('stopped');
