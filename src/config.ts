@@ -16,8 +16,22 @@ export const CONTRACT = Object.freeze({
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /** files: certificate files (reloaded on change); self-managed: CA and certificate in a Secret, caBundle patched. */
+  readonly tlsMode: 'files' | 'self-managed';
   readonly tlsCertFile: string;
   readonly tlsKeyFile: string;
+  /** When set, callers must present a client certificate signed by this CA. */
+  readonly clientCaFile: string | undefined;
+  /** Service in front of the webhook: the self-managed certificate's DNS names derive from it. */
+  readonly serviceName: string;
+  readonly tlsSecretName: string;
+  readonly caValiditySeconds: number;
+  readonly certValiditySeconds: number;
+  /** How long a caBundle or certificate change is given to reach the API server and every replica. */
+  readonly certPropagationSeconds: number;
+  readonly certPollSeconds: number;
+  /** Extra SANs of the self-managed certificate (local runs and tests reach the webhook by IP). */
+  readonly certExtraSans: readonly string[];
   /** Optional path to a kubeconfig; unset means in-cluster, then $KUBECONFIG, then ~/.kube/config. */
   readonly kubeconfig: string | undefined;
   readonly checksumAnnotation: string;
@@ -53,8 +67,17 @@ interface Setting {
 export const SETTINGS = {
   host: { flag: 'host', env: 'CONFIG_CHECKSUM_HOST', default: '0.0.0.0', help: 'address the HTTPS server listens on' },
   port: { flag: 'port', env: 'CONFIG_CHECKSUM_PORT', default: '8443', help: 'HTTPS port (/mutate, /healthz, /readyz, /metrics)' },
+  tlsMode: { flag: 'tls-mode', env: 'CONFIG_CHECKSUM_TLS_MODE', default: 'files', help: 'files: serve --tls-cert-file/--tls-key-file; self-managed: CA and certificate in a Secret, caBundle patched, rotated' },
   tlsCertFile: { flag: 'tls-cert-file', env: 'CONFIG_CHECKSUM_TLS_CERT_FILE', default: 'certs/tls.crt', help: 'PEM serving certificate (reloaded when it changes)' },
   tlsKeyFile: { flag: 'tls-key-file', env: 'CONFIG_CHECKSUM_TLS_KEY_FILE', default: 'certs/tls.key', help: 'PEM private key of the serving certificate' },
+  clientCaFile: { flag: 'client-ca-file', env: 'CONFIG_CHECKSUM_CLIENT_CA_FILE', default: undefined, help: 'PEM CA; when set, only callers with a client certificate it signed are served (the API server with --admission-control-config-file kubeConfig credentials)' },
+  serviceName: { flag: 'service-name', env: 'CONFIG_CHECKSUM_SERVICE_NAME', default: 'config-checksum-webhook', help: 'Service name; the self-managed certificate is valid for name, name.ns, name.ns.svc' },
+  tlsSecretName: { flag: 'tls-secret-name', env: 'CONFIG_CHECKSUM_TLS_SECRET_NAME', default: 'config-checksum-webhook-tls', help: 'Secret holding the self-managed CA and certificate' },
+  caValiditySeconds: { flag: 'ca-validity-seconds', env: 'CONFIG_CHECKSUM_CA_VALIDITY_SECONDS', default: String(365 * 86_400), help: 'self-managed CA lifetime; rotated at 2/3 with an overlap' },
+  certValiditySeconds: { flag: 'cert-validity-seconds', env: 'CONFIG_CHECKSUM_CERT_VALIDITY_SECONDS', default: String(30 * 86_400), help: 'self-managed serving certificate lifetime; renewed at 2/3' },
+  certPropagationSeconds: { flag: 'cert-propagation-seconds', env: 'CONFIG_CHECKSUM_CERT_PROPAGATION_SECONDS', default: '120', help: 'wait between the rotation steps (new CA trusted, certificate switched, old CA removed)' },
+  certExtraSans: { flag: 'cert-extra-sans', env: 'CONFIG_CHECKSUM_CERT_EXTRA_SANS', default: '', help: 'comma-separated extra DNS names or IP addresses for the self-managed certificate' },
+  certPollSeconds: { flag: 'cert-poll-seconds', env: 'CONFIG_CHECKSUM_CERT_POLL_SECONDS', default: '30', help: 'how often each replica re-reads the certificate Secret' },
   kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', default: undefined, help: 'kubeconfig file; unset: in-cluster service account, then ~/.kube/config' },
   checksumAnnotation: { flag: 'checksum-annotation', env: 'CONFIG_CHECKSUM_ANNOTATION', default: CONTRACT.defaultChecksumAnnotation, help: 'pod-template annotation that carries the checksum' },
   configMapReadTimeoutMs: { flag: 'configmap-read-timeout-ms', env: 'CONFIG_CHECKSUM_CONFIGMAP_READ_TIMEOUT_MS', default: '2000', help: 'deadline of one ConfigMap read during admission (the webhook timeout is 5 s)' },
@@ -114,11 +137,35 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   const logLevel = required(SETTINGS.logLevel);
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`--${SETTINGS.logLevel.flag} must be one of ${[...LOG_LEVELS].join(', ')}`);
 
+  const tlsMode = required(SETTINGS.tlsMode);
+  if (tlsMode !== 'files' && tlsMode !== 'self-managed') throw new ConfigError(`--${SETTINGS.tlsMode.flag} must be files or self-managed, got "${tlsMode}"`);
+  const certPollSeconds = integer(SETTINGS.certPollSeconds, 1, 3600);
+  const certPropagationSeconds = integer(SETTINGS.certPropagationSeconds, 1, 86_400);
+  // Every replica must have re-read the Secret before the next rotation step relies on it.
+  if (certPropagationSeconds <= certPollSeconds) {
+    throw new ConfigError(`--${SETTINGS.certPropagationSeconds.flag} (${certPropagationSeconds}) must be longer than --${SETTINGS.certPollSeconds.flag} (${certPollSeconds})`);
+  }
+  const caValiditySeconds = integer(SETTINGS.caValiditySeconds, 60, 20 * 365 * 86_400);
+  const certValiditySeconds = integer(SETTINGS.certValiditySeconds, 30, 20 * 365 * 86_400);
+  // A rotation (three steps) must fit in the third of a lifetime left when it starts.
+  if (certValiditySeconds / 3 <= 3 * certPropagationSeconds || caValiditySeconds / 3 <= 3 * certPropagationSeconds) {
+    throw new ConfigError(`certificate lifetimes must exceed 9 x --${SETTINGS.certPropagationSeconds.flag}`);
+  }
+
   return Object.freeze({
     host: required(SETTINGS.host),
     port: integer(SETTINGS.port, 0, 65535),
+    tlsMode,
     tlsCertFile: required(SETTINGS.tlsCertFile),
     tlsKeyFile: required(SETTINGS.tlsKeyFile),
+    clientCaFile: raw(SETTINGS.clientCaFile),
+    serviceName: required(SETTINGS.serviceName),
+    tlsSecretName: required(SETTINGS.tlsSecretName),
+    caValiditySeconds,
+    certValiditySeconds,
+    certPropagationSeconds,
+    certPollSeconds,
+    certExtraSans: (raw(SETTINGS.certExtraSans) ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''),
     kubeconfig: raw(SETTINGS.kubeconfig),
     checksumAnnotation,
     // Under the webhook's 5 s timeoutSeconds, so a slow read still ends in a fail-open answer, not a timeout.

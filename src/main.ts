@@ -1,10 +1,13 @@
 // Entry point of the webhook process (the command the container image runs): parse the config once,
 // build the parts, listen, and stop gracefully on SIGTERM/SIGINT.
 
+import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { ApiConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
 import { Watcher } from './watch/watcher.ts';
+import { serviceDnsNames, type KeyPairPem } from './tls/certs.ts';
+import { SelfManagedCertificates } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
 import { startServer, type RunningServer } from './server/https.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
@@ -26,10 +29,29 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     metrics.configMapReadDuration.observe({ result }, seconds);
   });
   const readiness = new Readiness();
-  const server = await startServer(
-    { reader, settings: config, logger, metrics, readiness },
-    { host: config.host, port: config.port, tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }, drainSeconds: config.drainSeconds },
-  );
+  // Self-managed: listen only once the Secret holds a certificate and caBundle trusts its CA, so the
+  // readiness probe cannot pass before an admission call could succeed.
+  let serveCertificate: (pair: KeyPairPem) => void = () => {};
+  const certificates = config.tlsMode === 'self-managed'
+    ? new SelfManagedCertificates(http, {
+        namespace: config.namespace,
+        secretName: config.tlsSecretName,
+        webhookConfigurationName: config.webhookConfigurationName,
+        pollMs: config.certPollSeconds * 1000,
+        authority: {
+          caValidityMs: config.caValiditySeconds * 1000,
+          leafValidityMs: config.certValiditySeconds * 1000,
+          propagationMs: config.certPropagationSeconds * 1000,
+          dnsNames: [...serviceDnsNames(config.serviceName, config.namespace), ...config.certExtraSans.filter((name) => isIP(name) === 0)],
+          ipAddresses: config.certExtraSans.filter((name) => isIP(name) !== 0),
+        },
+      }, logger, (pair) => serveCertificate(pair))
+    : undefined;
+  const tls = certificates
+    ? { pair: await certificates.start(), clientCaFile: config.clientCaFile }
+    : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
+  const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, tls, drainSeconds: config.drainSeconds });
+  serveCertificate = (pair) => void server.setCertificate(pair);
   const watcher = config.watch ? new Watcher(http, kubeConfig, reader, config, logger, metrics) : undefined;
   await watcher?.start();
   logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, watch: config.watch }, 'webhook started');
@@ -40,6 +62,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     stop: async () => {
       // The watcher first: it releases the leader Lease so another replica takes over at once.
       await watcher?.stop();
+      certificates?.stop();
       await server.stop();
       http.close();
     },

@@ -4,6 +4,7 @@ import { readFileSync, watchFile, unwatchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type https from 'node:https';
 import type { FastifyInstance } from 'fastify';
+import type { KeyPairPem } from '../tls/certs.ts';
 import { buildApp, type AppParts } from './app.ts';
 import { DRAINING } from './readiness.ts';
 
@@ -14,10 +15,16 @@ export interface TlsFiles {
   readonly clientCaFile?: string | undefined;
 }
 
+/** A certificate held in memory (self-managed mode): replaced with setCertificate(). */
+export interface TlsInMemory {
+  readonly pair: KeyPairPem;
+  readonly clientCaFile?: string | undefined;
+}
+
 export interface ServerOptions {
   readonly host: string;
   readonly port: number;
-  readonly tls: TlsFiles;
+  readonly tls: TlsFiles | TlsInMemory;
   readonly drainSeconds: number;
   /** How often the certificate files are checked for changes (stat polling survives symlink swaps). */
   readonly certPollMs?: number;
@@ -28,6 +35,8 @@ export interface RunningServer {
   readonly port: number;
   /** Reload the certificate now (also happens on its own when the files change). */
   reloadCertificate(): boolean;
+  /** Serve this certificate to new connections (in-memory mode); false if the pair is unusable. */
+  setCertificate(pair: KeyPairPem): boolean;
   /** Go unready, keep serving for the drain window, then close. */
   stop(): Promise<void>;
 }
@@ -36,11 +45,14 @@ export interface RunningServer {
 const DEFAULT_CERT_POLL_MS = 2_000;
 
 export async function startServer(parts: AppParts, options: ServerOptions): Promise<RunningServer> {
+  const tls = options.tls;
+  const files = 'certFile' in tls ? tls : undefined;
+  let pair = 'pair' in tls ? tls.pair : undefined;
   const tlsOptions = (): https.ServerOptions => {
     const material = {
-      cert: readFileSync(options.tls.certFile),
-      key: readFileSync(options.tls.keyFile),
-      ...(options.tls.clientCaFile ? { ca: readFileSync(options.tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
+      cert: files ? readFileSync(files.certFile) : pair!.certificate,
+      key: files ? readFileSync(files.keyFile) : pair!.privateKey,
+      ...(tls.clientCaFile ? { ca: readFileSync(tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
     };
     createSecureContext(material); // throws on a key that does not match the certificate
     return { ...material, minVersion: 'TLSv1.2' };
@@ -51,7 +63,7 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     try {
       (app.server as https.Server).setSecureContext(tlsOptions());
       parts.metrics.certificateReloads.inc({ result: 'loaded' });
-      parts.logger.info({ certFile: options.tls.certFile }, 'serving certificate loaded');
+      parts.logger.info({ source: files?.certFile ?? 'memory' }, 'serving certificate loaded');
       return true;
     } catch (error) {
       // Keep serving the previous certificate: a half-written pair must not take the webhook down.
@@ -69,7 +81,8 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     clearTimeout(settle);
     settle = setTimeout(reloadCertificate, Math.min(250, pollMs));
   };
-  for (const file of [options.tls.certFile, options.tls.keyFile]) watchFile(file, { interval: pollMs, persistent: false }, onChange);
+  const watched = files ? [files.certFile, files.keyFile] : [];
+  for (const file of watched) watchFile(file, { interval: pollMs, persistent: false }, onChange);
 
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
@@ -85,11 +98,18 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
       parts.logger.info({ drainSeconds: options.drainSeconds }, 'draining');
       await new Promise((resolve) => setTimeout(resolve, options.drainSeconds * 1000));
       clearTimeout(settle);
-      for (const file of [options.tls.certFile, options.tls.keyFile]) unwatchFile(file, onChange);
+      for (const file of watched) unwatchFile(file, onChange);
       await app.close();
       parts.logger.info('stopped');
     })();
     return stopping;
   };
-  return { app, port, reloadCertificate, stop };
+  const setCertificate = (next: KeyPairPem): boolean => {
+    const previous = pair;
+    pair = next;
+    if (reloadCertificate()) return true;
+    pair = previous;
+    return false;
+  };
+  return { app, port, reloadCertificate, setCertificate, stop };
 }

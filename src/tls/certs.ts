@@ -20,15 +20,17 @@ export interface IssueOptions {
   readonly usage: 'server' | 'client' | 'server-and-client';
   /** Lifetime from now. Short lifetimes (seconds) are for rotation tests. */
   readonly validityMs: number;
+  /** Issue time (ms since epoch); defaults to the clock. Tests of rotation pass a simulated one. */
+  readonly now?: number;
 }
 
 const DAY_MS = 86_400_000;
 // Back-date notBefore so a node whose clock runs a little behind still accepts a fresh certificate.
 const CLOCK_SKEW_MS = 5 * 60_000;
 
-export function createCertificateAuthority(commonName: string, validityMs = 365 * DAY_MS): KeyPairPem {
+export function createCertificateAuthority(commonName: string, validityMs = 365 * DAY_MS, now = Date.now()): KeyPairPem {
   const { publicKey, privateKey, forgePrivateKey } = newRsaKey();
-  const certificate = baseCertificate(publicKey, validityMs);
+  const certificate = baseCertificate(publicKey, validityMs, now);
   const subject = [{ name: 'commonName', value: commonName }];
   certificate.setSubject(subject);
   certificate.setIssuer(subject);
@@ -46,8 +48,9 @@ export function issueCertificate(ca: KeyPairPem, options: IssueOptions): KeyPair
   const caKey = forge.pki.privateKeyFromPem(ca.privateKey);
   const { publicKey, privateKey } = newRsaKey();
   // Never outlive the CA: a chain with an expired root fails even while the leaf is valid.
-  const validityMs = Math.min(options.validityMs, caCertificate.validity.notAfter.getTime() - Date.now());
-  const certificate = baseCertificate(publicKey, validityMs);
+  const now = options.now ?? Date.now();
+  const validityMs = Math.min(options.validityMs, caCertificate.validity.notAfter.getTime() - now);
+  const certificate = baseCertificate(publicKey, validityMs, now);
   certificate.setSubject([
     { name: 'commonName', value: options.commonName },
     ...(options.organizations ?? []).map((value) => ({ name: 'organizationName', value })),
@@ -92,14 +95,13 @@ function newRsaKey(): { publicKey: forge.pki.rsa.PublicKey; privateKey: string; 
   };
 }
 
-function baseCertificate(publicKey: forge.pki.rsa.PublicKey, validityMs: number): forge.pki.Certificate {
+function baseCertificate(publicKey: forge.pki.rsa.PublicKey, validityMs: number, now: number): forge.pki.Certificate {
   const certificate = forge.pki.createCertificate();
   certificate.publicKey = publicKey;
   // A positive 128-bit serial: clear the top bit so the DER integer is not read as negative.
   const serial = randomBytes(16);
   serial[0] = serial[0]! & 0x7f;
   certificate.serialNumber = serial.toString('hex');
-  const now = Date.now();
   certificate.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
   certificate.validity.notAfter = new Date(now + validityMs);
   return certificate;

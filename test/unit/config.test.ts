@@ -11,6 +11,7 @@ describe('loadConfig', () => {
     const expected = {
       host: '0.0.0.0',
       port: 8443,
+      tlsMode: 'files',
       tlsCertFile: 'certs/tls.crt',
       tlsKeyFile: 'certs/tls.key',
       kubeconfig: undefined,
@@ -22,9 +23,10 @@ describe('loadConfig', () => {
     };
     assert.deepEqual(Object.fromEntries(Object.keys(expected).map((key) => [key, (config as unknown as Record<string, unknown>)[key]])), expected);
     assert.ok(Object.isFrozen(config));
-    // Every setting has a value after loading (no setting forgotten in loadConfig), except the optional kubeconfig.
+    // Every setting has a value after loading (no setting forgotten in loadConfig), except the optional ones.
+    const optional = new Set(['kubeconfig', 'clientCaFile']);
     for (const name of Object.keys(SETTINGS)) {
-      if (name !== 'kubeconfig') assert.notEqual((config as unknown as Record<string, unknown>)[name], undefined, name);
+      if (!optional.has(name)) assert.notEqual((config as unknown as Record<string, unknown>)[name], undefined, name);
     }
   });
 
@@ -106,4 +108,13 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig([], { CONFIG_CHECKSUM_PORT: 'x' }), ConfigError);
     assert.equal(loadConfig(['--port', '1'], { CONFIG_CHECKSUM_PORT: 'x' }).port, 1);
   });
+});
+
+test('self-managed certificate timings that could not rotate safely are refused', () => {
+  assert.throws(() => loadConfig(['--cert-propagation-seconds', '10', '--cert-poll-seconds', '10'], {}), /must be longer than --cert-poll-seconds/);
+  assert.throws(() => loadConfig(['--cert-validity-seconds', '60', '--cert-propagation-seconds', '10', '--cert-poll-seconds', '2'], {}), /lifetimes must exceed 9 x/);
+  assert.throws(() => loadConfig(['--tls-mode', 'auto'], {}), /--tls-mode must be files or self-managed/);
+  const config = loadConfig(['--tls-mode', 'self-managed', '--cert-validity-seconds', '120', '--ca-validity-seconds', '240', '--cert-propagation-seconds', '4', '--cert-poll-seconds', '1'], {});
+  assert.equal(config.tlsMode, 'self-managed');
+  assert.equal(config.certValiditySeconds, 120);
 });

@@ -1,0 +1,181 @@
+// Self-managed certificates in a cluster: the CA and serving certificate live in a Secret of the webhook's
+// own namespace (the one source of truth), the CA bundle is written into the caBundle of the webhook's own
+// MutatingWebhookConfiguration, and the serving certificate is served from memory. Every replica runs
+// this loop; writes carry the object's resourceVersion, so replicas starting together agree on one
+// Secret (the loser of a create or update race re-reads and adopts the winner's).
+
+import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
+import type { KubeHttp } from '../kube/http.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { KeyPairPem } from './certs.ts';
+import { nextCertificateState, type AuthoritySettings, type CertificateState } from './authority.ts';
+
+export interface SelfManagedOptions {
+  readonly namespace: string;
+  readonly secretName: string;
+  readonly webhookConfigurationName: string;
+  readonly authority: AuthoritySettings;
+  /** How often the Secret is re-read (rotation steps, other replicas' changes). */
+  readonly pollMs: number;
+}
+
+const CHANGED_AT = 'config-checksum.io/bundle-changed-at';
+const ISSUED_AT = 'config-checksum.io/leaf-issued-at';
+
+export class SelfManagedCertificates {
+  readonly #http: KubeHttp;
+  readonly #options: SelfManagedOptions;
+  readonly #log: Logger;
+  readonly #serve: (leaf: KeyPairPem) => void;
+  #served: string | undefined;
+  #published = false;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  /** `serve` is called with every new leaf, before any caller relies on it. */
+  constructor(http: KubeHttp, options: SelfManagedOptions, logger: Logger, serve: (leaf: KeyPairPem) => void) {
+    this.#http = http;
+    this.#options = options;
+    this.#log = logger.child({ component: 'certificates' });
+    this.#serve = serve;
+  }
+
+  /** True once a leaf is served and the webhook configuration trusts its CA. */
+  get ready(): boolean {
+    return this.#served !== undefined && this.#published;
+  }
+
+  /** Runs until a leaf is available (retrying API errors), then keeps reconciling in the background. */
+  async start(): Promise<KeyPairPem> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const state = await this.reconcile();
+        this.#schedule();
+        return state.leaf;
+      } catch (error) {
+        this.#log.warn({ attempt, err: { message: (error as Error).message } }, 'certificate bootstrap failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 250 * 2 ** attempt)));
+      }
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  /** One pass: read, maybe advance one rotation step, publish the bundle, serve the leaf. */
+  async reconcile(): Promise<CertificateState> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const secret = await this.#readSecret();
+      const configuration = await this.#readConfiguration();
+      const current = secret.state;
+      const { state, step } = nextCertificateState(current, Date.now(), this.#options.authority, current !== undefined && bundleOf(configuration) === current.bundle);
+      if (step !== 'none') {
+        const written = await this.#writeSecret(state, secret.object);
+        if (!written) continue; // another replica wrote first: adopt what it wrote
+        this.#log.info({ step }, 'certificate rotation step');
+      }
+      await this.#publish(configuration, state.bundle);
+      if (this.#served !== state.leaf.certificate) {
+        this.#serve(state.leaf);
+        this.#served = state.leaf.certificate;
+      }
+      return state;
+    }
+    throw new Error(`Secret ${this.#options.namespace}/${this.#options.secretName} kept changing under us`);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.reconcile()
+        .catch((error: unknown) => this.#log.warn({ err: { message: (error as Error).message } }, 'certificate reconcile failed'))
+        .finally(() => this.#schedule());
+    }, this.#options.pollMs);
+  }
+
+  #secretPath(name = ''): string {
+    return `/api/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/secrets${name ? `/${encodeURIComponent(name)}` : ''}`;
+  }
+
+  async #readSecret(): Promise<{ object: JsonObject | undefined; state: CertificateState | undefined }> {
+    const response = await this.#http.request('GET', this.#secretPath(this.#options.secretName));
+    if (response.status === 404) return { object: undefined, state: undefined };
+    if (response.status !== 200) throw new Error(`GET Secret ${this.#options.secretName}: HTTP ${response.status}`);
+    const object = asObject(response.json());
+    const data = asObject(object?.['data']);
+    const annotations = asObject(asObject(object?.['metadata'])?.['annotations']);
+    const text = (key: string): string => Buffer.from(asString(data?.[key]) ?? '', 'base64').toString('utf8');
+    const time = (key: string): number => Date.parse(asString(annotations?.[key]) ?? '') || 0;
+    if (!text('tls.crt') || !text('ca.crt')) return { object, state: undefined };
+    return {
+      object,
+      state: {
+        ca: { certificate: text('ca.crt'), privateKey: text('ca.key') },
+        bundle: text('ca-bundle.crt'),
+        leaf: { certificate: text('tls.crt'), privateKey: text('tls.key') },
+        bundleChangedAt: time(CHANGED_AT),
+        leafIssuedAt: time(ISSUED_AT),
+      },
+    };
+  }
+
+  /** Creates or updates the Secret under optimistic concurrency; false when another replica won. */
+  async #writeSecret(state: CertificateState, existing: JsonObject | undefined): Promise<boolean> {
+    const metadata = asObject(existing?.['metadata']);
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: {
+        name: this.#options.secretName,
+        namespace: this.#options.namespace,
+        ...(metadata?.['resourceVersion'] ? { resourceVersion: metadata['resourceVersion'] } : {}),
+        labels: { 'app.kubernetes.io/name': 'config-checksum-webhook' },
+        annotations: { [CHANGED_AT]: new Date(state.bundleChangedAt).toISOString(), [ISSUED_AT]: new Date(state.leafIssuedAt).toISOString() },
+      },
+      data: Object.fromEntries(
+        Object.entries({ 'ca.crt': state.ca.certificate, 'ca.key': state.ca.privateKey, 'ca-bundle.crt': state.bundle, 'tls.crt': state.leaf.certificate, 'tls.key': state.leaf.privateKey })
+          .map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
+      ),
+    };
+    const response = existing
+      ? await this.#http.request('PUT', this.#secretPath(this.#options.secretName), { body })
+      : await this.#http.request('POST', this.#secretPath(), { body });
+    if (response.status === 200 || response.status === 201) return true;
+    if (response.status === 409) return false;
+    throw new Error(`${existing ? 'update' : 'create'} Secret ${this.#options.secretName}: HTTP ${response.status}`);
+  }
+
+  async #readConfiguration(): Promise<JsonObject> {
+    const response = await this.#http.request('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(this.#options.webhookConfigurationName)}`);
+    if (response.status !== 200) throw new Error(`GET MutatingWebhookConfiguration ${this.#options.webhookConfigurationName}: HTTP ${response.status}`);
+    return asObject(response.json()) ?? {};
+  }
+
+  /** Writes the bundle into every webhook's caBundle, only when it differs. */
+  async #publish(configuration: JsonObject, bundle: string): Promise<void> {
+    const encoded = Buffer.from(bundle).toString('base64');
+    const webhooks = asArray(configuration['webhooks']);
+    const operations = webhooks.flatMap((webhook, index) =>
+      asString(asObject(asObject(webhook)?.['clientConfig'])?.['caBundle']) === encoded ? [] : [{ op: 'add', path: `/webhooks/${index}/clientConfig/caBundle`, value: encoded }],
+    );
+    if (operations.length > 0) {
+      const resourceVersion = asString(asObject(configuration['metadata'])?.['resourceVersion']);
+      const response = await this.#http.request('PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(this.#options.webhookConfigurationName)}`, {
+        body: [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...operations],
+        contentType: 'application/json-patch+json',
+      });
+      if (response.status !== 200) throw new Error(`patch caBundle: HTTP ${response.status}`);
+      this.#log.info({ webhooks: operations.length }, 'caBundle published');
+    }
+    this.#published = true;
+  }
+}
+
+function bundleOf(configuration: JsonObject): string | undefined {
+  const bundles = asArray(configuration['webhooks']).map((webhook) => asString(asObject(asObject(webhook)?.['clientConfig'])?.['caBundle']) ?? '');
+  if (bundles.length === 0 || bundles.some((bundle) => bundle !== bundles[0])) return undefined;
+  return Buffer.from(bundles[0]!, 'base64').toString('utf8');
+}
