@@ -69,10 +69,11 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   };
 }
 
-async function main(): Promise<void> {
+/** The process entry: flags and environment in, a running webhook until SIGTERM/SIGINT. */
+export async function runFromCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<void> {
   let config: Config;
   try {
-    config = loadConfig(process.argv.slice(2), process.env);
+    config = loadConfig(argv, env);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(`config-checksum-webhook: ${error.message}`);
@@ -102,4 +103,4 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) await runFromCommandLine(process.argv.slice(2), process.env);

@@ -11,11 +11,12 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const inCi = process.env['CI'] !== undefined && process.env['CI'] !== '' && process.env['CI'] !== 'false';
 const skipE2e = process.env['SKIP_E2E'] === '1';
 
-function step(title: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
+/** Runs a step with its output streamed; `capture` keeps stdout to return it (and prints it after). */
+function step(title: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env, capture = false): string {
   console.log(`\n=== ${title}: ${command} ${args.join(' ')}`);
   const started = Date.now();
-  const result = spawnSync(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  process.stdout.write(result.stdout ?? '');
+  const result = spawnSync(command, args, { cwd: root, env, stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (capture) process.stdout.write(result.stdout ?? '');
   console.log(`=== ${title}: ${result.status === 0 ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (result.status !== 0) process.exit(result.status ?? 1);
   return result.stdout ?? '';
@@ -34,7 +35,7 @@ const env: NodeJS.ProcessEnv = { ...process.env };
 if (skipE2e) {
   console.log('\n!!! SKIP_E2E=1: the e2e suite against the real control plane is NOT run.');
 } else {
-  const built = step('control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)', 'bash', ['test/controlplane/build.sh']);
+  const built = step('control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)', 'bash', ['test/controlplane/build.sh'], process.env, true);
   const binDir = built.trim().split('\n').at(-1) ?? '';
   env['CONTROL_PLANE_BIN'] = binDir;
   suites.push('test/e2e/**/*.test.ts');

@@ -1,0 +1,50 @@
+// Node test runner global setup (--test-global-setup): one control plane and one webhook for the whole
+// run, started before the first test file and stopped after the last. Test files run in their own
+// processes and find the environment through the state file named by CONFIG_CHECKSUM_E2E_STATE.
+// A failure here fails the run (the runner exits non-zero): e2e tests are never skipped silently.
+
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { startEnvironment, STATE_ENV, type Environment } from './support/environment.ts';
+import { REPO_ROOT } from './support/webhook.ts';
+
+let environment: Environment | undefined;
+
+const say = (line: string): void => {
+  process.stderr.write(`[e2e] ${line}\n`);
+};
+
+export async function globalSetup(): Promise<void> {
+  const binDir = controlPlaneBinaries();
+  const started = Date.now();
+  environment = await startEnvironment({ binDir, log: say });
+  process.env[STATE_ENV] = environment.statePath;
+  const { timings, runDir } = environment.state;
+  say(`ready in ${Date.now() - started} ms (control plane ${timings.controlPlaneMs} ms, webhook ${timings.webhookMs} ms); run directory ${runDir}`);
+}
+
+export async function globalTeardown(): Promise<void> {
+  if (!environment) return;
+  // The runner sets a non-zero exit code when a test failed: keep the logs for the post-mortem then.
+  const failed = Number(process.exitCode ?? 0) !== 0;
+  const keep = failed || process.env['E2E_KEEP_RUN_DIR'] === '1';
+  await environment.stop({ keepRunDir: keep });
+  if (keep) say(`logs kept in ${path.join(environment.state.runDir, 'logs')}`);
+  environment = undefined;
+}
+
+/** CONTROL_PLANE_BIN, or what the build script prints (instant when its cache is warm). */
+function controlPlaneBinaries(): string {
+  const fromEnv = process.env['CONTROL_PLANE_BIN'];
+  if (fromEnv) return fromEnv;
+  say('CONTROL_PLANE_BIN is not set; running test/controlplane/build.sh');
+  let output: string;
+  try {
+    output = execFileSync('bash', [path.join(REPO_ROOT, 'test', 'controlplane', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  } catch (error) {
+    throw new Error(`the control-plane binaries could not be built (test/controlplane/build.sh failed: ${(error as Error).message}); e2e tests cannot run`, { cause: error });
+  }
+  const binDir = output.trim().split('\n').at(-1);
+  if (!binDir) throw new Error('test/controlplane/build.sh printed no binary directory');
+  return binDir;
+}

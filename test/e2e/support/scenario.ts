@@ -1,0 +1,166 @@
+// Building blocks of the e2e scenarios: manifests, the checksum a test expects (computed here with the
+// pure core, independently of the webhook's HTTP path), and what the controller manager did about it.
+
+import { computeChecksum, planChecksum, workloadParts } from '../../../src/checksum/compute.ts';
+import { CONTRACT } from '../../../src/config.ts';
+import { connect, loadState, type E2EState } from './environment.ts';
+import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from './kube.ts';
+import { OPT_IN_LABEL } from './webhook.ts';
+
+export const CHECKSUM_ANNOTATION = CONTRACT.defaultChecksumAnnotation;
+export const SOURCES_ANNOTATION = CONTRACT.sourcesAnnotation;
+export const OPT_OUT_ANNOTATION = CONTRACT.optOutAnnotation;
+// Long enough for the controller manager to react to a write it was going to react to (it does within
+// a second or two on 2 busy cores), short enough to keep the run quick.
+export const SETTLE_MS = 4_000;
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+
+export interface PodTemplateOptions {
+  /** Mounted as a volume (all keys). */
+  readonly volumeConfigMap?: string;
+  /** Read through envFrom (all keys). */
+  readonly envFromConfigMap?: string;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly image?: string;
+  readonly templateLabels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+export function configMap(namespace: string, name: string, data: Record<string, string>, binaryData?: Record<string, string>): KubeObject {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data, ...(binaryData ? { binaryData } : {}) };
+}
+
+/** An apps/v1 workload whose pods never run (no kubelet): only the controllers' bookkeeping matters. */
+export function workload(kind: WorkloadKind, namespace: string, name: string, options: PodTemplateOptions = {}): KubeObject {
+  const container: KubeObject = { name: 'app', image: options.image ?? 'registry.invalid/app:1' };
+  if (options.env) container['env'] = Object.entries(options.env).map(([envName, value]) => ({ name: envName, value }));
+  if (options.envFromConfigMap) container['envFrom'] = [{ configMapRef: { name: options.envFromConfigMap } }];
+  const podSpec: KubeObject = { containers: [container] };
+  if (options.volumeConfigMap) {
+    container['volumeMounts'] = [{ name: 'config', mountPath: '/etc/app' }];
+    podSpec['volumes'] = [{ name: 'config', configMap: { name: options.volumeConfigMap } }];
+  }
+  const labels = { app: name };
+  const spec: KubeObject = {
+    selector: { matchLabels: labels },
+    template: { metadata: { labels: { ...labels, ...options.templateLabels } }, spec: podSpec },
+  };
+  if (kind !== 'DaemonSet') spec['replicas'] = 1;
+  if (kind === 'StatefulSet') spec['serviceName'] = name;
+  return {
+    apiVersion: 'apps/v1',
+    kind,
+    metadata: { name, namespace, ...(options.annotations ? { annotations: { ...options.annotations } } : {}) },
+    spec,
+  };
+}
+
+/** The checksum and sources the webhook must write, from the ConfigMaps as the test wrote them. */
+export function expectedChecksum(object: KubeObject, configMaps: readonly KubeObject[]): { checksum: string; sources: string } {
+  const parts = workloadParts(object);
+  if (!parts) throw new Error('not a workload with a pod template');
+  const plan = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
+  const outcome = computeChecksum(plan, (name) => {
+    const found = configMaps.find((cm) => cm['metadata']?.['name'] === name);
+    return found ? { state: 'found', data: found['data'], binaryData: found['binaryData'] } : { state: 'missing' };
+  });
+  if (outcome.kind !== 'computed') throw new Error('expected checksum could not be computed');
+  return { checksum: outcome.checksum, sources: outcome.sources };
+}
+
+export function templateChecksum(object: KubeObject): string | undefined {
+  return object['spec']?.['template']?.['metadata']?.['annotations']?.[CHECKSUM_ANNOTATION];
+}
+
+export function sourcesAnnotation(object: KubeObject): string | undefined {
+  return object['metadata']?.['annotations']?.[SOURCES_ANNOTATION];
+}
+
+/** One e2e test file's handle on the environment; namespaces it creates are deleted by close(). */
+export class Scenario {
+  readonly state: E2EState;
+  readonly statePath: string;
+  readonly client: KubeClient;
+  readonly kubectl: Kubectl;
+  readonly #namespaces: string[] = [];
+
+  constructor() {
+    const { state, statePath } = loadState();
+    this.state = state;
+    this.statePath = statePath;
+    ({ client: this.client, kubectl: this.kubectl } = connect(state));
+  }
+
+  /**
+   * How long to keep watching for a rollout that must not come after a ConfigMap change: past the
+   * watcher's coalescing window (when it runs), which is when its own reaction would show.
+   */
+  get configChangeSettleMs(): number {
+    return SETTLE_MS + (this.state.webhook.watch ? this.state.webhook.coalesceWindowMs : 0);
+  }
+
+  /** A fresh namespace, opted in (labelled) or not. */
+  async namespace(prefix: string, { optIn }: { optIn: boolean }): Promise<string> {
+    const name = uniqueName(prefix);
+    await this.client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(optIn ? { labels: { ...OPT_IN_LABEL } } : {}) } });
+    this.#namespaces.push(name);
+    return name;
+  }
+
+  async read(object: KubeObject): Promise<KubeObject> {
+    return this.client.get(objectPath(object));
+  }
+
+  /**
+   * GET, optionally change, PUT: a re-apply of the object as stored. The controllers write status all the
+   * time, so a 409 (someone wrote in between) is answered by reading again, as kubectl edit would.
+   */
+  async putAsRead(object: KubeObject, options: { change?: (current: KubeObject) => void; query?: Record<string, string> } = {}): Promise<{ read: KubeObject; response: KubeResponse }> {
+    return waitFor(`PUT of ${object['kind']} ${object['metadata']?.['name']} without a conflict`, async () => {
+      const read = await this.read(object);
+      const body = structuredClone(read);
+      options.change?.(body);
+      const response = await this.client.request('PUT', objectPath(object), { body, ...(options.query ? { query: options.query } : {}) });
+      if (response.status === 409) return undefined;
+      if (response.status !== 200) throw new Error(`PUT answered ${response.status}: ${String(response.body['message'])}`);
+      return { read, response };
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+  }
+
+  /** Children of `owner` of the given kind (ReplicaSets of a Deployment, ControllerRevisions of a StatefulSet). */
+  async owned(kind: 'ReplicaSet' | 'ControllerRevision', owner: KubeObject): Promise<KubeObject[]> {
+    const uid = owner['metadata']?.['uid'];
+    if (typeof uid !== 'string') throw new Error('owner has no uid (pass the object as read from the API server)');
+    const items = await this.client.list(resourcePath(kind, owner['metadata']['namespace']));
+    return items.filter((item) => (item['metadata']?.['ownerReferences'] ?? []).some((ref: KubeObject) => ref['uid'] === uid));
+  }
+
+  /** Waits until `owner` has exactly `count` children of `kind`, and returns them. */
+  async waitForOwned(kind: 'ReplicaSet' | 'ControllerRevision', owner: KubeObject, count: number): Promise<KubeObject[]> {
+    return waitFor(`${count} ${kind}(s) of ${owner['kind']} ${owner['metadata']?.['name']}`, async () => {
+      const items = await this.owned(kind, owner);
+      return items.length === count ? items : undefined;
+    });
+  }
+
+  /** Waits until the workload's controller has seen its latest spec (status.observedGeneration). */
+  async waitForObserved(object: KubeObject): Promise<KubeObject> {
+    return waitFor(`${object['kind']} ${object['metadata']?.['name']} observed by its controller`, async () => {
+      const current = await this.read(object);
+      return (current['status']?.['observedGeneration'] ?? 0) >= current['metadata']['generation'] ? current : undefined;
+    });
+  }
+
+  /** Deletes this file's namespaces (the namespace controller empties them; nobody waits for it). */
+  async close(): Promise<void> {
+    for (const name of this.#namespaces) {
+      await this.client.request('DELETE', resourcePath('Namespace', undefined, name)).catch(() => undefined);
+    }
+    this.client.close();
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
