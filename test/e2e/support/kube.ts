@@ -139,6 +139,8 @@ const RESOURCES: Readonly<Record<string, { readonly prefix: string; readonly plu
   DaemonSet: { prefix: '/apis/apps/v1', plural: 'daemonsets', namespaced: true },
   ReplicaSet: { prefix: '/apis/apps/v1', plural: 'replicasets', namespaced: true },
   ControllerRevision: { prefix: '/apis/apps/v1', plural: 'controllerrevisions', namespaced: true },
+  Event: { prefix: '/api/v1', plural: 'events', namespaced: true },
+  Lease: { prefix: '/apis/coordination.k8s.io/v1', plural: 'leases', namespaced: true },
 };
 
 export function resourcePath(kind: string, namespace: string | undefined, name?: string): string {

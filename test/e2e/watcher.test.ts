@@ -1,0 +1,276 @@
+// The watch path against a real control plane (DESIGN sections 2 and 6): a ConfigMap changes and nobody
+// writes the workload. "Rolled" is a new ReplicaSet made by the controller manager.
+// The webhook process of the run has its watcher on (the shipped default), coalescing window included.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import { after, test, type TestContext } from 'node:test';
+import { writeState } from './support/environment.ts';
+import { resourcePath, waitFor, type KubeObject } from './support/kube.ts';
+import { configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
+import { startWebhookProcess, stopWebhookProcess, waitForWebhook, type WebhookProcess } from './support/webhook.ts';
+
+const TIMEOUT = { timeout: 240_000 };
+const LEASE = { namespace: 'config-checksum', name: 'config-checksum-webhook-leader' };
+const scenario = new Scenario();
+after(() => scenario.close());
+// The run's webhook process as this file last started it (tests below stop and restart it).
+let mainWebhook = scenario.state.webhook;
+
+/** A Deployment that consumes `configMaps` through volumes, created with its ConfigMaps, rolled out once. */
+async function deployed(namespace: string, configMaps: KubeObject[], template: KubeObject = volumeTemplate(configMaps.map((cm) => cm['metadata']['name']))): Promise<KubeObject> {
+  for (const cm of configMaps) await scenario.client.create(cm);
+  const deployment = { ...workload('Deployment', namespace, 'app'), spec: { ...workload('Deployment', namespace, 'app')['spec'], template } };
+  await scenario.client.create(deployment);
+  const stored = await scenario.waitForObserved(deployment);
+  assert.match(templateChecksum(stored) ?? '', /^[0-9a-f]{64}$/, 'admitted with a checksum');
+  await scenario.waitForOwned('ReplicaSet', stored, 1);
+  return stored;
+}
+
+function volumeTemplate(names: string[], items?: Array<{ key: string; path: string }>): KubeObject {
+  return {
+    metadata: { labels: { app: 'app' } },
+    spec: {
+      containers: [{ name: 'app', image: 'registry.invalid/app:1', volumeMounts: names.map((name) => ({ name, mountPath: `/etc/${name}` })) }],
+      volumes: names.map((name) => ({ name, configMap: { name, ...(items ? { items } : {}) } })),
+    },
+  };
+}
+
+async function updateData(namespace: string, name: string, data: Record<string, string>): Promise<number> {
+  const response = await scenario.client.request('PATCH', resourcePath('ConfigMap', namespace, name), { body: { data }, contentType: 'application/merge-patch+json' });
+  assert.equal(response.status, 200, `patch ConfigMap ${name}`);
+  return performance.now();
+}
+
+/** Waits for the Deployment's checksum to become `expected`; returns when it was first seen. */
+async function waitForChecksum(deployment: KubeObject, expected: string, timeoutMs = 60_000): Promise<number> {
+  await waitFor(`checksum ${expected.slice(0, 12)} on ${deployment['metadata']['name']}`, async () => templateChecksum(await scenario.read(deployment)) === expected, { timeoutMs, intervalMs: 50 });
+  return performance.now();
+}
+
+async function configMaps(namespace: string, names: string[]): Promise<KubeObject[]> {
+  return Promise.all(names.map((name) => scenario.client.get(resourcePath('ConfigMap', namespace, name))));
+}
+
+async function events(namespace: string, reason: string): Promise<KubeObject[]> {
+  return (await scenario.client.list(resourcePath('Event', namespace))).filter((event) => event['reason'] === reason);
+}
+
+function reportReaction(t: TestContext, label: string, ms: number): void {
+  const windowMs = scenario.state.webhook.coalesceWindowMs;
+  t.diagnostic(`reaction ${label}: ${Math.round(ms)} ms from ConfigMap update to patched checksum (coalescing window ${windowMs} ms, ${Math.round(ms - windowMs)} ms beyond it)`);
+}
+
+test('the seed scenario: a ConfigMap updated alone rolls its Deployment exactly once, with the new checksum', TIMEOUT, async (t) => {
+  const namespace = await scenario.namespace('e2e-watch-seed', { optIn: true });
+  const stored = await deployed(namespace, [configMap(namespace, 'gateway-apis', { 'routes.yaml': 'v1' })]);
+
+  const changedAt = await updateData(namespace, 'gateway-apis', { 'routes.yaml': 'v2' });
+  const expected = expectedChecksum(stored, await configMaps(namespace, ['gateway-apis'])).checksum;
+  reportReaction(t, 'seed', (await waitForChecksum(stored, expected)) - changedAt);
+
+  const rolled = await scenario.waitForObserved(stored);
+  await scenario.waitForOwned('ReplicaSet', rolled, 2);
+  await sleep(scenario.configChangeSettleMs);
+  const replicaSets = await scenario.owned('ReplicaSet', rolled);
+  assert.equal(replicaSets.length, 2, 'exactly one new ReplicaSet');
+  assert.ok(replicaSets.some((rs) => templateChecksum(rs) === expected), 'the new ReplicaSet carries the new checksum');
+  const [event] = await events(namespace, 'ConfigChanged');
+  assert.ok(event, 'a ConfigChanged Event is left on the workload');
+  assert.equal(event['involvedObject']['name'], 'app');
+  assert.match(event['message'], /gateway-apis/);
+  assert.doesNotMatch(event['message'], /v2/, 'the Event names the ConfigMap, never its values');
+});
+
+test('a metadata-only change, and a change to a key nobody consumes, roll nothing', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-watch-noop', { optIn: true });
+  const keyed = {
+    metadata: { labels: { app: 'app' } },
+    spec: {
+      containers: [{
+        name: 'app',
+        image: 'registry.invalid/app:1',
+        env: [{ name: 'LEVEL', valueFrom: { configMapKeyRef: { name: 'env', key: 'level' } } }],
+        volumeMounts: [{ name: 'files', mountPath: '/etc/files' }],
+      }],
+      volumes: [{ name: 'files', configMap: { name: 'files', items: [{ key: 'used.yaml', path: 'used.yaml' }] } }],
+    },
+  };
+  const stored = await deployed(namespace, [configMap(namespace, 'env', { level: 'info', other: 'a' }), configMap(namespace, 'files', { 'used.yaml': 'x', 'unused.yaml': 'a' })], keyed);
+  const checksum = templateChecksum(stored);
+
+  const labelled = await scenario.client.request('PATCH', resourcePath('ConfigMap', namespace, 'env'), { body: { metadata: { labels: { team: 'b' }, annotations: { note: 'n' } } }, contentType: 'application/merge-patch+json' });
+  assert.equal(labelled.status, 200);
+  await updateData(namespace, 'env', { other: 'b' });
+  await updateData(namespace, 'files', { 'unused.yaml': 'b' });
+
+  await sleep(scenario.configChangeSettleMs);
+  const after = await scenario.read(stored);
+  assert.equal(templateChecksum(after), checksum, 'the checksum did not change');
+  assert.equal((await scenario.owned('ReplicaSet', after)).length, 1, 'no new ReplicaSet');
+});
+
+test('three ConfigMaps of one Deployment updated back to back: one new ReplicaSet', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-watch-burst', { optIn: true });
+  const names = ['one', 'two', 'three'];
+  const stored = await deployed(namespace, names.map((name) => configMap(namespace, name, { value: '1' })));
+
+  for (const name of names) await updateData(namespace, name, { value: '2' });
+  const expected = expectedChecksum(stored, await configMaps(namespace, names)).checksum;
+  await waitForChecksum(stored, expected);
+
+  await sleep(scenario.configChangeSettleMs);
+  const replicaSets = await scenario.owned('ReplicaSet', await scenario.read(stored));
+  assert.equal(replicaSets.length, 2, 'one rollout for the three changes');
+  const [event] = await events(namespace, 'ConfigChanged');
+  assert.match(event?.['message'] ?? '', /one, three, two/, 'the Event names every ConfigMap of the burst');
+});
+
+test('a missing ConfigMap that appears rolls the waiting Deployment once; a deleted one rolls nothing and warns', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-watch-lifecycle', { optIn: true });
+  const deployment = { ...workload('Deployment', namespace, 'app'), spec: { ...workload('Deployment', namespace, 'app')['spec'], template: volumeTemplate(['late']) } };
+  const created = await scenario.client.create(deployment);
+  assert.ok(created.warnings.some((warning) => warning.includes('"late" not found')), 'admitted with a warning');
+  const waiting = await scenario.waitForObserved(deployment);
+  await scenario.waitForOwned('ReplicaSet', waiting, 1);
+
+  const late = configMap(namespace, 'late', { 'app.yaml': 'ready' });
+  await scenario.client.create(late);
+  await waitForChecksum(waiting, expectedChecksum(waiting, [late]).checksum);
+  await sleep(scenario.configChangeSettleMs);
+  const appeared = await scenario.read(waiting);
+  assert.equal((await scenario.owned('ReplicaSet', appeared)).length, 2, 'the appearance rolled it once');
+
+  const deleted = await scenario.client.request('DELETE', resourcePath('ConfigMap', namespace, 'late'));
+  assert.equal(deleted.status, 200);
+  const [warning] = await waitFor('a ConfigMapDeleted Warning Event', async () => {
+    const found = await events(namespace, 'ConfigMapDeleted');
+    return found.length > 0 ? found : undefined;
+  });
+  assert.equal(warning!['type'], 'Warning');
+  assert.match(warning!['message'], /late/);
+  await sleep(scenario.configChangeSettleMs);
+  const afterDelete = await scenario.read(waiting);
+  assert.equal(templateChecksum(afterDelete), templateChecksum(appeared), 'deletion changed no checksum');
+  assert.equal((await scenario.owned('ReplicaSet', afterDelete)).length, 2, 'deletion rolled nothing');
+});
+
+// Scenarios that stop the run's webhook process restart it on the same port afterwards, as
+// webhook-down.test.ts does, so the order of the test files does not matter.
+async function restartMainWebhook(): Promise<void> {
+  const webhook = mainWebhook;
+  const restarted = await startWebhookProcess({
+    files: webhook.files,
+    registry: { file: scenario.state.registryFile },
+    port: webhook.port,
+    logLevel: webhook.logLevel,
+    extraArgs: webhook.extraArgs,
+    outliveParent: true,
+  });
+  mainWebhook = { ...webhook, pid: restarted.pid };
+  writeState(scenario.statePath, { ...scenario.state, webhook: mainWebhook });
+  await waitForWebhook(scenario.client);
+}
+
+async function leaseHolder(): Promise<string> {
+  const response = await scenario.client.request('GET', resourcePath('Lease', LEASE.namespace, LEASE.name));
+  return response.status === 200 ? String(response.body['spec']?.['holderIdentity'] ?? '') : '';
+}
+
+function rolledOutLines(logFile: string, name: string, namespace: string): number {
+  return readFileSync(logFile, 'utf8').split('\n').filter((line) => line.includes('"msg":"rolled out"') && line.includes(`"namespace":"${namespace}"`) && line.includes(`"name":"${name}"`)).length;
+}
+
+test('two watcher replicas: only the leader writes; when it dies, the other takes over and handles the next change', TIMEOUT, async (t) => {
+  const namespace = await scenario.namespace('e2e-watch-leader', { optIn: true });
+  const stored = await deployed(namespace, [configMap(namespace, 'shared', { value: '1' })]);
+  const webhook = mainWebhook;
+  const registry = { file: scenario.state.registryFile };
+  let second: WebhookProcess | undefined;
+  let mainStopped = false;
+  try {
+    second = await startWebhookProcess({
+      files: { ...webhook.files, logFile: path.join(webhook.files.dir, 'webhook-second.log') },
+      registry,
+      port: 0,
+      logLevel: webhook.logLevel,
+      extraArgs: webhook.extraArgs,
+      outliveParent: true,
+    });
+    assert.match(await leaseHolder(), new RegExp(`-${webhook.pid}$`), 'the first replica holds the lease');
+
+    await updateData(namespace, 'shared', { value: '2' });
+    await waitForChecksum(stored, expectedChecksum(stored, await configMaps(namespace, ['shared'])).checksum);
+    await sleep(scenario.configChangeSettleMs);
+    assert.equal((await scenario.owned('ReplicaSet', await scenario.read(stored))).length, 2, 'one rollout with two replicas watching');
+    assert.equal(rolledOutLines(webhook.files.logFile, 'app', namespace), 1, 'the leader wrote');
+    assert.equal(rolledOutLines(second.logFile, 'app', namespace), 0, 'the other replica did not');
+
+    // A leader that dies without releasing its lease: the other must wait out the lease, then lead.
+    process.kill(-webhook.pid, 'SIGKILL');
+    mainStopped = true;
+    await stopWebhookProcess(webhook.pid, registry);
+    const killedAt = performance.now();
+    await waitFor('the second replica to hold the lease', async () => (await leaseHolder()).endsWith(`-${second!.pid}`), { timeoutMs: 60_000, intervalMs: 200 });
+    t.diagnostic(`failover: lease taken over ${Math.round(performance.now() - killedAt)} ms after the leader was killed (lease duration 15 s)`);
+
+    await updateData(namespace, 'shared', { value: '3' });
+    await waitForChecksum(stored, expectedChecksum(stored, await configMaps(namespace, ['shared'])).checksum);
+    await sleep(scenario.configChangeSettleMs);
+    assert.equal((await scenario.owned('ReplicaSet', await scenario.read(stored))).length, 3, 'the next change rolled once more');
+    assert.equal(rolledOutLines(second.logFile, 'app', namespace), 1, 'the new leader wrote it');
+  } finally {
+    // The second replica releases the lease on SIGTERM, so the restarted first one leads at once.
+    await second?.stop();
+    if (mainStopped) await restartMainWebhook();
+  }
+  await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${mainWebhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
+});
+
+test('watcher down while a ConfigMap changes: on start, the stale workload rolls once; one that never had a checksum does not', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-watch-restart', { optIn: true });
+  const stale = await deployed(namespace, [configMap(namespace, 'settings', { value: '1' })]);
+  const webhook = mainWebhook;
+  let stopped = false;
+  let never: KubeObject;
+  try {
+    await stopWebhookProcess(webhook.pid, { file: scenario.state.registryFile });
+    stopped = true;
+    // Admitted while the webhook is down (failurePolicy Ignore): no checksum.
+    never = { ...workload('Deployment', namespace, 'never'), spec: { ...workload('Deployment', namespace, 'never')['spec'], template: volumeTemplate(['settings']) } };
+    never['spec']['selector'] = { matchLabels: { app: 'never' } };
+    never['spec']['template']['metadata']['labels'] = { app: 'never' };
+    await scenario.client.create(never);
+    await updateData(namespace, 'settings', { value: '2' });
+    await sleep(1_000);
+  } finally {
+    if (stopped) await restartMainWebhook();
+  }
+  await waitForChecksum(stale, expectedChecksum(stale, await configMaps(namespace, ['settings'])).checksum);
+  await sleep(scenario.configChangeSettleMs);
+  assert.equal((await scenario.owned('ReplicaSet', await scenario.read(stale))).length, 2, 'brought up to date once');
+  const untouched = await scenario.waitForObserved(never!);
+  assert.equal(templateChecksum(untouched), undefined, 'never given a checksum by the watcher');
+  assert.equal((await scenario.owned('ReplicaSet', untouched)).length, 1, 'not rolled');
+});
+
+test('the watcher holds digests, not data: resident memory and ConfigMaps tracked after this file', TIMEOUT, async (t) => {
+  const webhook = mainWebhook;
+  const metrics = await new Promise<string>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port: webhook.port, path: '/metrics', ca: readFileSync(webhook.files.caFile) }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      response.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  const value = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+  const rss = value('process_resident_memory_bytes');
+  const tracked = value('config_checksum_watch_configmaps');
+  assert.ok(Number.isFinite(rss) && rss > 0, 'resident memory is exported');
+  assert.ok(tracked >= 1, 'the watcher tracks the ConfigMaps of the cluster');
+  t.diagnostic(`watcher process: ${(rss / 1024 / 1024).toFixed(1)} MiB resident with ${tracked} ConfigMaps tracked`);
+});
