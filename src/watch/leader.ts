@@ -56,8 +56,9 @@ export class LeaderElector {
     } catch (error) {
       this.#options.onError?.(error);
     }
-    // A leader that could not renew within the lease duration must assume another replica took over.
-    if (this.#leading && performance.now() - this.#lastRenewOk > this.#options.leaseDurationSeconds * 1000) this.#setLeading(false);
+    // A leader that could not renew for 2/3 of the lease duration steps down, before any other replica
+    // may consider the lease expired: two leaders never write at once (client-go's renew deadline).
+    if (this.#leading && performance.now() - this.#lastRenewOk > (this.#options.leaseDurationSeconds * 1000 * 2) / 3) this.#setLeading(false);
     if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#options.retryPeriodMs);
   }
 

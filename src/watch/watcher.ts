@@ -11,7 +11,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from '../admission/patch.ts';
 import { computeChecksum, planChecksum, workloadParts } from '../checksum/compute.ts';
 import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
-import { CONTRACT } from '../config.ts';
+import { CONTRACT, type Config } from '../config.ts';
 import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
 import type { KubeHttp } from '../kube/http.ts';
 import { getWebhookConfiguration, getWorkload, patchWorkload, recordEvent, WORKLOAD_RESOURCES } from '../kube/workloads.ts';
@@ -24,19 +24,20 @@ import { CoalescingQueue, TokenBucket, type PendingChange } from './queue.ts';
 import { Reflector } from './reflector.ts';
 import { labelSelectorString } from './selector.ts';
 
-export interface WatcherOptions {
-  readonly checksumAnnotation: string;
-  readonly webhookConfigurationName: string;
-  /** The webhook's own namespace: where its leader Lease lives. */
-  readonly namespace: string;
-  readonly identity: string;
-  readonly coalesceWindowMs: number;
-  readonly rolloutRatePerSecond: number;
-  readonly rolloutBurst: number;
-  readonly leaseDurationSeconds: number;
-  readonly configMapReadTimeoutMs: number;
-  readonly maxConfigMaps: number;
-}
+/** The settings the watcher reads; documented once, in src/config.ts. */
+export type WatcherOptions = Pick<
+  Config,
+  | 'checksumAnnotation'
+  | 'webhookConfigurationName'
+  | 'namespace'
+  | 'identity'
+  | 'coalesceWindowMs'
+  | 'rolloutRatePerSecond'
+  | 'rolloutBurst'
+  | 'leaseDurationSeconds'
+  | 'configMapReadTimeoutMs'
+  | 'maxConfigMaps'
+>;
 
 interface Trigger {
   readonly ref: WorkloadRef;
@@ -94,7 +95,9 @@ export class Watcher {
       name: LEASE_NAME,
       identity: options.identity,
       leaseDurationSeconds: options.leaseDurationSeconds,
-      retryPeriodMs: Math.max(200, Math.floor((options.leaseDurationSeconds * 1000) / 5)),
+      // client-go's proportions: 2 s retries for a 15 s lease. A dead leader is replaced between one
+      // lease duration and one lease duration plus one retry after its last renewal.
+      retryPeriodMs: Math.max(200, Math.floor((options.leaseDurationSeconds * 1000 * 2) / 15)),
       onChange: (leading) => {
         this.#metrics.watchLeader.set(leading ? 1 : 0);
         this.#log.info({ identity: options.identity, leading }, leading ? 'became leader' : 'not leader');

@@ -7,17 +7,14 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, test, type TestContext } from 'node:test';
-import { writeState } from './support/environment.ts';
 import { resourcePath, waitFor, type KubeObject } from './support/kube.ts';
 import { configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
-import { startWebhookProcess, stopWebhookProcess, waitForWebhook, type WebhookProcess } from './support/webhook.ts';
+import { startWebhookProcess, stopWebhookProcess, type WebhookProcess } from './support/webhook.ts';
 
 const TIMEOUT = { timeout: 240_000 };
 const LEASE = { namespace: 'config-checksum', name: 'config-checksum-webhook-leader' };
 const scenario = new Scenario();
 after(() => scenario.close());
-// The run's webhook process as this file last started it (tests below stop and restart it).
-let mainWebhook = scenario.state.webhook;
 
 /** A Deployment that consumes `configMaps` through volumes, created with its ConfigMaps, rolled out once. */
 async function deployed(namespace: string, configMaps: KubeObject[], template: KubeObject = volumeTemplate(configMaps.map((cm) => cm['metadata']['name']))): Promise<KubeObject> {
@@ -159,23 +156,8 @@ test('a missing ConfigMap that appears rolls the waiting Deployment once; a dele
   assert.equal((await scenario.owned('ReplicaSet', afterDelete)).length, 2, 'deletion rolled nothing');
 });
 
-// Scenarios that stop the run's webhook process restart it on the same port afterwards, as
-// webhook-down.test.ts does, so the order of the test files does not matter.
-async function restartMainWebhook(): Promise<void> {
-  const webhook = mainWebhook;
-  const restarted = await startWebhookProcess({
-    files: webhook.files,
-    registry: { file: scenario.state.registryFile },
-    port: webhook.port,
-    logLevel: webhook.logLevel,
-    extraArgs: webhook.extraArgs,
-    outliveParent: true,
-  });
-  mainWebhook = { ...webhook, pid: restarted.pid };
-  writeState(scenario.statePath, { ...scenario.state, webhook: mainWebhook });
-  await waitForWebhook(scenario.client);
-}
-
+// Scenarios that stop the run's webhook process restart it on the same port afterwards
+// (scenario.restartWebhook), so the order of the test files does not matter.
 async function leaseHolder(): Promise<string> {
   const response = await scenario.client.request('GET', resourcePath('Lease', LEASE.namespace, LEASE.name));
   return response.status === 200 ? String(response.body['spec']?.['holderIdentity'] ?? '') : '';
@@ -188,7 +170,7 @@ function rolledOutLines(logFile: string, name: string, namespace: string): numbe
 test('two watcher replicas: only the leader writes; when it dies, the other takes over and handles the next change', TIMEOUT, async (t) => {
   const namespace = await scenario.namespace('e2e-watch-leader', { optIn: true });
   const stored = await deployed(namespace, [configMap(namespace, 'shared', { value: '1' })]);
-  const webhook = mainWebhook;
+  const { webhook } = scenario.state;
   const registry = { file: scenario.state.registryFile };
   let second: WebhookProcess | undefined;
   let mainStopped = false;
@@ -226,19 +208,18 @@ test('two watcher replicas: only the leader writes; when it dies, the other take
   } finally {
     // The second replica releases the lease on SIGTERM, so the restarted first one leads at once.
     await second?.stop();
-    if (mainStopped) await restartMainWebhook();
+    if (mainStopped) await scenario.restartWebhook();
   }
-  await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${mainWebhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
+  await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${scenario.state.webhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
 });
 
 test('watcher down while a ConfigMap changes: on start, the stale workload rolls once; one that never had a checksum does not', TIMEOUT, async () => {
   const namespace = await scenario.namespace('e2e-watch-restart', { optIn: true });
   const stale = await deployed(namespace, [configMap(namespace, 'settings', { value: '1' })]);
-  const webhook = mainWebhook;
   let stopped = false;
   let never: KubeObject;
   try {
-    await stopWebhookProcess(webhook.pid, { file: scenario.state.registryFile });
+    await scenario.stopWebhook();
     stopped = true;
     // Admitted while the webhook is down (failurePolicy Ignore): no checksum.
     never = { ...workload('Deployment', namespace, 'never'), spec: { ...workload('Deployment', namespace, 'never')['spec'], template: volumeTemplate(['settings']) } };
@@ -248,7 +229,7 @@ test('watcher down while a ConfigMap changes: on start, the stale workload rolls
     await updateData(namespace, 'settings', { value: '2' });
     await sleep(1_000);
   } finally {
-    if (stopped) await restartMainWebhook();
+    if (stopped) await scenario.restartWebhook();
   }
   await waitForChecksum(stale, expectedChecksum(stale, await configMaps(namespace, ['settings'])).checksum);
   await sleep(scenario.configChangeSettleMs);
@@ -259,7 +240,7 @@ test('watcher down while a ConfigMap changes: on start, the stale workload rolls
 });
 
 test('the watcher holds digests, not data: resident memory and ConfigMaps tracked after this file', TIMEOUT, async (t) => {
-  const webhook = mainWebhook;
+  const { webhook } = scenario.state;
   const metrics = await new Promise<string>((resolve, reject) => {
     https.get({ host: '127.0.0.1', port: webhook.port, path: '/metrics', ca: readFileSync(webhook.files.caFile) }, (response) => {
       let body = '';

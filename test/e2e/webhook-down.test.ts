@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { writeState } from './support/environment.ts';
 import { configMap, expectedChecksum, Scenario, templateChecksum, workload } from './support/scenario.ts';
-import { httpsStatus, startWebhookProcess, stopWebhookProcess, waitForWebhook } from './support/webhook.ts';
+import { httpsStatus } from './support/webhook.ts';
 
 const scenario = new Scenario();
 after(() => scenario.close());
@@ -20,7 +19,7 @@ test('with the webhook process stopped, Deployment writes still succeed; after a
   const { webhook } = scenario.state;
   const ca = readFileSync(webhook.files.caFile);
 
-  await stopWebhookProcess(webhook.pid, { file: scenario.state.registryFile });
+  await scenario.stopWebhook();
   try {
     await assert.rejects(httpsStatus(webhook.port, '/healthz', ca), /ECONNREFUSED/, 'the webhook is really down');
 
@@ -32,16 +31,7 @@ test('with the webhook process stopped, Deployment writes still succeed; after a
     assert.equal(updated.body['spec']['template']['metadata']['labels']['release'], 'r2', 'the update went through');
     assert.equal(templateChecksum(updated.body), undefined);
   } finally {
-    const restarted = await startWebhookProcess({
-      files: webhook.files,
-      registry: { file: scenario.state.registryFile },
-      port: webhook.port,
-      logLevel: webhook.logLevel,
-      extraArgs: webhook.extraArgs,
-      outliveParent: true,
-    });
-    writeState(scenario.statePath, { ...scenario.state, webhook: { ...webhook, pid: restarted.pid } });
-    await waitForWebhook(scenario.client);
+    await scenario.restartWebhook();
   }
 
   const reapplied = (await scenario.putAsRead(deployment)).response;

@@ -3,9 +3,9 @@
 
 import { computeChecksum, planChecksum, workloadParts } from '../../../src/checksum/compute.ts';
 import { CONTRACT } from '../../../src/config.ts';
-import { connect, loadState, type E2EState } from './environment.ts';
+import { connect, loadState, writeState, type E2EState } from './environment.ts';
 import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from './kube.ts';
-import { OPT_IN_LABEL } from './webhook.ts';
+import { OPT_IN_LABEL, startWebhookProcess, stopWebhookProcess, waitForWebhook } from './webhook.ts';
 
 export const CHECKSUM_ANNOTATION = CONTRACT.defaultChecksumAnnotation;
 export const SOURCES_ANNOTATION = CONTRACT.sourcesAnnotation;
@@ -79,7 +79,7 @@ export function sourcesAnnotation(object: KubeObject): string | undefined {
 
 /** One e2e test file's handle on the environment; namespaces it creates are deleted by close(). */
 export class Scenario {
-  readonly state: E2EState;
+  #state: E2EState;
   readonly statePath: string;
   readonly client: KubeClient;
   readonly kubectl: Kubectl;
@@ -87,9 +87,38 @@ export class Scenario {
 
   constructor() {
     const { state, statePath } = loadState();
-    this.state = state;
+    this.#state = state;
     this.statePath = statePath;
     ({ client: this.client, kubectl: this.kubectl } = connect(state));
+  }
+
+  /** The run's environment; `webhook` changes when this file restarts the webhook process. */
+  get state(): E2EState {
+    return this.#state;
+  }
+
+  /** Stops the run's webhook process (SIGTERM; it releases the leader Lease). Restart it with restartWebhook(). */
+  async stopWebhook(): Promise<void> {
+    await stopWebhookProcess(this.#state.webhook.pid, { file: this.#state.registryFile });
+  }
+
+  /**
+   * Starts the run's webhook again on its port with its flags, records the new pid in the state file (so
+   * the teardown stops it, whichever file runs next), and waits until the API server calls it again.
+   */
+  async restartWebhook(): Promise<void> {
+    const { webhook } = this.#state;
+    const restarted = await startWebhookProcess({
+      files: webhook.files,
+      registry: { file: this.#state.registryFile },
+      port: webhook.port,
+      logLevel: webhook.logLevel,
+      extraArgs: webhook.extraArgs,
+      outliveParent: true,
+    });
+    this.#state = { ...this.#state, webhook: { ...webhook, pid: restarted.pid } };
+    writeState(this.statePath, this.#state);
+    await waitForWebhook(this.client);
   }
 
   /**
