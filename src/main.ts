@@ -10,7 +10,7 @@ import { serviceDnsNames, type KeyPairPem } from './tls/certs.ts';
 import { SelfManagedCertificates } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
 import { startServer, type RunningServer } from './server/https.ts';
-import { createLogger, type Logger } from './telemetry/logger.ts';
+import { createLogger, loggableError, type Logger } from './telemetry/logger.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 
 export interface Webhook {
@@ -86,7 +86,7 @@ export async function runFromCommandLine(argv: readonly string[], env: Readonly<
   try {
     webhook = await startWebhook(config, logger);
   } catch (error) {
-    logger.fatal({ err: { message: (error as Error).message } }, 'could not start');
+    logger.fatal({ err: loggableError(error) }, 'could not start');
     process.exit(1);
   }
   const shutdown = (signal: string): void => {
@@ -94,7 +94,7 @@ export async function runFromCommandLine(argv: readonly string[], env: Readonly<
     webhook.stop().then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ err: { message: (error as Error).message } }, 'shutdown failed');
+        logger.error({ err: loggableError(error) }, 'shutdown failed');
         process.exit(1);
       },
     );

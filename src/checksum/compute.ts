@@ -70,7 +70,22 @@ export function computeChecksum(plan: ChecksumPlan, lookup: (name: string) => Co
   }
 
   if (unreadable.length > 0) return { kind: 'unreadable', unreadable, problems };
-  return { kind: 'computed', checksum: checksumV1(hashed), sources: sources.join(', '), problems };
+  return { kind: 'computed', checksum: checksumV1(hashed), sources: boundedSources(sources), problems };
+}
+
+// The sources annotation explains; it must never be what makes the API server refuse a write (all
+// annotations of an object together may hold 256 KiB). Past this length the list is cut at an entry
+// boundary and says so. It is not hashed, so cutting it changes no checksum.
+export const MAX_SOURCES_LENGTH = 2048;
+
+function boundedSources(entries: readonly string[]): string {
+  const full = entries.join(', ');
+  if (full.length <= MAX_SOURCES_LENGTH) return full;
+  const suffix = ` ... (${entries.length} ConfigMaps, list cut)`;
+  let cut = full.slice(0, MAX_SOURCES_LENGTH - suffix.length);
+  const boundary = Math.max(cut.lastIndexOf(', '), cut.lastIndexOf(','), cut.lastIndexOf('['));
+  if (boundary > 0) cut = cut.slice(0, boundary);
+  return `${cut}${suffix}`;
 }
 
 function describeUse(use: ConfigMapUse): string {

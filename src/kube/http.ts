@@ -5,6 +5,7 @@
 import https from 'node:https';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
+import { OperationalError } from '../telemetry/logger.ts';
 
 export interface KubeResponse {
   readonly status: number;
@@ -15,12 +16,16 @@ export interface KubeResponse {
 
 export interface RequestOptions {
   readonly signal?: AbortSignal;
+  /** Deadline of this call; every call has one (DEFAULT_TIMEOUT_MS unless given). */
+  readonly timeoutMs?: number;
   readonly body?: unknown;
   readonly contentType?: string;
 }
 
 // Credentials can rotate (projected service-account tokens are re-read from file); refresh them this often.
 const CREDENTIAL_REFRESH_MS = 60_000;
+// No call may hang forever on a black-holed connection (TCP would give up only after ~15 minutes).
+export const DEFAULT_TIMEOUT_MS = 10_000;
 // Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
@@ -33,7 +38,7 @@ export class KubeHttp {
 
   constructor(kubeConfig: KubeConfig) {
     const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    if (!cluster) throw new OperationalError('the kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
     this.#kubeConfig = kubeConfig;
     this.#agent = new https.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 8 });
@@ -42,6 +47,8 @@ export class KubeHttp {
   async request(method: string, path: string, options: RequestOptions = {}): Promise<KubeResponse> {
     const base = await this.#credentials();
     const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+    const deadline = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     return new Promise<KubeResponse>((resolve, reject) => {
       const request = https.request(
         {
@@ -51,7 +58,7 @@ export class KubeHttp {
           host: this.server.hostname,
           port: this.server.port || 443,
           path,
-          signal: options.signal,
+          signal,
           headers: {
             ...base.headers,
             accept: 'application/json',
@@ -63,7 +70,7 @@ export class KubeHttp {
           let size = 0;
           response.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) response.destroy(new Error('response too large'));
+            if (size > MAX_RESPONSE_BYTES) response.destroy(new OperationalError('response too large'));
             else chunks.push(chunk);
           });
           response.on('error', reject);

@@ -5,6 +5,7 @@ import type { PatchOperation } from '../admission/patch.ts';
 import { asObject, type JsonObject } from '../checksum/json.ts';
 import type { WorkloadKind, WorkloadRef } from '../watch/dependents.ts';
 import type { KubeHttp } from './http.ts';
+import { OperationalError } from '../telemetry/logger.ts';
 
 export const WORKLOAD_RESOURCES: Readonly<Record<WorkloadKind, string>> = {
   Deployment: 'deployments',
@@ -71,7 +72,7 @@ export async function getWebhookConfiguration(http: KubeHttp, name: string): Pro
   return asObject(response.json());
 }
 
-export class ApiError extends Error {
+export class ApiError extends OperationalError {
   override readonly name = 'ApiError';
   readonly status: number;
 

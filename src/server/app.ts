@@ -8,7 +8,7 @@ import { complete, decodeReview, allowed, type AdmissionRequest } from '../admis
 import { warning } from '../admission/warnings.ts';
 import { asObject, asString } from '../checksum/json.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Readiness } from './readiness.ts';
 
@@ -65,7 +65,7 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = clientErrorStatus(error);
     if (request.url.startsWith('/mutate')) parts.metrics.badRequests.inc({ status: String(status) });
-    if (status >= 500) request.log.error({ err: { message: error.message, code: error.code } }, 'request failed');
+    if (status >= 500) request.log.error({ err: loggableError(error) }, 'request failed');
     return reply.code(status).send({ error: status === 413 ? 'Payload Too Large' : status >= 500 ? 'Internal Server Error' : 'Bad Request', message: clientErrorMessage(error, status) });
   });
 
@@ -88,7 +88,7 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
       mutation = await mutate(review, parts.reader, parts.settings, deadlineFromQuery(request.query));
     } catch (error) {
       // A defect must not cost a deploy: answer allowed, change nothing, and make it loud in logs and metrics.
-      log.error({ err: { message: (error as Error).message, stack: (error as Error).stack } }, 'admission failed; allowed unchanged');
+      log.error({ err: loggableError(error) }, 'admission failed; allowed unchanged');
       mutation = { result: allowed([warning('internal error; checksum left unchanged')]), outcome: 'fail-open' as const, reason: 'internal-error', checksumChanged: false, configMaps: 0 };
     }
     const seconds = (performance.now() - started) / 1000;

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { KeyPairPem } from '../tls/certs.ts';
 import { buildApp, type AppParts } from './app.ts';
 import { DRAINING } from './readiness.ts';
+import { loggableError } from '../telemetry/logger.ts';
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -68,7 +69,7 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     } catch (error) {
       // Keep serving the previous certificate: a half-written pair must not take the webhook down.
       parts.metrics.certificateReloads.inc({ result: 'rejected' });
-      parts.logger.warn({ err: { message: (error as Error).message } }, 'serving certificate not reloaded; keeping the previous one');
+      parts.logger.warn({ err: loggableError(error) }, 'serving certificate not reloaded; keeping the previous one');
       return false;
     }
   };

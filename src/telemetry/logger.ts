@@ -20,3 +20,33 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     destination,
   );
 }
+
+/**
+ * An error whose message this project wrote from names, paths and status codes only: safe to log as it
+ * is. Other errors may quote what they failed on (a JSON.parse error quotes the body), so only their
+ * name, code and stack frames are logged.
+ */
+export class OperationalError extends Error {
+  override readonly name: string = 'OperationalError';
+}
+
+export interface LoggableError {
+  readonly name: string;
+  readonly code?: string;
+  readonly message?: string;
+  readonly stack?: string;
+}
+
+export function loggableError(error: unknown): LoggableError {
+  if (!(error instanceof Error)) return { name: typeof error };
+  const code = (error as { code?: unknown }).code;
+  // Node's system errors (ECONNREFUSED, ETIMEDOUT, ...) describe a connection, not data.
+  const trusted = error instanceof OperationalError || typeof code === 'string';
+  const frames = error.stack?.split('\n').slice(1).join('\n');
+  return {
+    name: error.name,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(trusted ? { message: error.message } : {}),
+    ...(frames ? { stack: frames } : {}),
+  };
+}

@@ -6,7 +6,7 @@
 
 import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { loggableError, OperationalError, type Logger } from '../telemetry/logger.ts';
 import type { KeyPairPem } from './certs.ts';
 import { nextCertificateState, type AuthoritySettings, type CertificateState } from './authority.ts';
 
@@ -53,7 +53,7 @@ export class SelfManagedCertificates {
         this.#schedule();
         return state.leaf;
       } catch (error) {
-        this.#log.warn({ attempt, err: { message: (error as Error).message } }, 'certificate bootstrap failed; retrying');
+        this.#log.warn({ attempt, err: loggableError(error) }, 'certificate bootstrap failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 250 * 2 ** attempt)));
       }
     }
@@ -83,14 +83,14 @@ export class SelfManagedCertificates {
       }
       return state;
     }
-    throw new Error(`Secret ${this.#options.namespace}/${this.#options.secretName} kept changing under us`);
+    throw new OperationalError(`Secret ${this.#options.namespace}/${this.#options.secretName} kept changing under us`);
   }
 
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
       this.reconcile()
-        .catch((error: unknown) => this.#log.warn({ err: { message: (error as Error).message } }, 'certificate reconcile failed'))
+        .catch((error: unknown) => this.#log.warn({ err: loggableError(error) }, 'certificate reconcile failed'))
         .finally(() => this.#schedule());
     }, this.#options.pollMs);
   }
@@ -102,7 +102,7 @@ export class SelfManagedCertificates {
   async #readSecret(): Promise<{ object: JsonObject | undefined; state: CertificateState | undefined }> {
     const response = await this.#http.request('GET', this.#secretPath(this.#options.secretName));
     if (response.status === 404) return { object: undefined, state: undefined };
-    if (response.status !== 200) throw new Error(`GET Secret ${this.#options.secretName}: HTTP ${response.status}`);
+    if (response.status !== 200) throw new OperationalError(`GET Secret ${this.#options.secretName}: HTTP ${response.status}`);
     const object = asObject(response.json());
     const data = asObject(object?.['data']);
     const annotations = asObject(asObject(object?.['metadata'])?.['annotations']);
@@ -145,12 +145,12 @@ export class SelfManagedCertificates {
       : await this.#http.request('POST', this.#secretPath(), { body });
     if (response.status === 200 || response.status === 201) return true;
     if (response.status === 409) return false;
-    throw new Error(`${existing ? 'update' : 'create'} Secret ${this.#options.secretName}: HTTP ${response.status}`);
+    throw new OperationalError(`${existing ? 'update' : 'create'} Secret ${this.#options.secretName}: HTTP ${response.status}`);
   }
 
   async #readConfiguration(): Promise<JsonObject> {
     const response = await this.#http.request('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(this.#options.webhookConfigurationName)}`);
-    if (response.status !== 200) throw new Error(`GET MutatingWebhookConfiguration ${this.#options.webhookConfigurationName}: HTTP ${response.status}`);
+    if (response.status !== 200) throw new OperationalError(`GET MutatingWebhookConfiguration ${this.#options.webhookConfigurationName}: HTTP ${response.status}`);
     return asObject(response.json()) ?? {};
   }
 
@@ -167,7 +167,7 @@ export class SelfManagedCertificates {
         body: [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...operations],
         contentType: 'application/json-patch+json',
       });
-      if (response.status !== 200) throw new Error(`patch caBundle: HTTP ${response.status}`);
+      if (response.status !== 200) throw new OperationalError(`patch caBundle: HTTP ${response.status}`);
       this.#log.info({ webhooks: operations.length }, 'caBundle published');
     }
     this.#published = true;

@@ -5,6 +5,7 @@
 
 import { asObject, asString, type JsonObject } from '../checksum/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
+import { OperationalError } from '../telemetry/logger.ts';
 
 export interface LeaderOptions {
   readonly namespace: string;
@@ -64,18 +65,21 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(): Promise<void> {
     const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/leases`;
-    const response = await this.#http.request('GET', `${path}/${encodeURIComponent(this.#options.name)}`);
+    // A call slower than one retry period counts as failed: a leader must notice in time to step down.
+    const timeoutMs = this.#options.retryPeriodMs;
+    const response = await this.#http.request('GET', `${path}/${encodeURIComponent(this.#options.name)}`, { timeoutMs });
     const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'); // MicroTime
     const ours = { holderIdentity: this.#options.identity, leaseDurationSeconds: this.#options.leaseDurationSeconds, renewTime: now };
 
     if (response.status === 404) {
       const created = await this.#http.request('POST', path, {
+        timeoutMs,
         body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.#options.name, namespace: this.#options.namespace }, spec: { ...ours, acquireTime: now, leaseTransitions: 0 } },
       });
       if (created.status === 201) this.#won();
       return;
     }
-    if (response.status !== 200) throw new Error(`GET lease: HTTP ${response.status}`);
+    if (response.status !== 200) throw new OperationalError(`GET lease: HTTP ${response.status}`);
     const lease = asObject(response.json()) ?? {};
     const spec = asObject(lease['spec']) ?? {};
     const holder = asString(spec['holderIdentity']) ?? '';
@@ -92,6 +96,7 @@ export class LeaderElector {
     }
     const transitions = Number(spec['leaseTransitions']) || 0;
     const updated = await this.#http.request('PUT', `${path}/${encodeURIComponent(this.#options.name)}`, {
+      timeoutMs,
       body: {
         ...lease,
         spec: {

@@ -9,6 +9,7 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
+import { OperationalError } from '../telemetry/logger.ts';
 
 export interface ReflectorHandlers {
   upsert(object: JsonObject): void;
@@ -31,8 +32,10 @@ const BACKOFF_INITIAL_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 // The API server ends a watch after this; a fresh one is opened from the last resourceVersion.
 const WATCH_TIMEOUT_SECONDS = 300;
+// A watch open this long without an event still counts as working (a quiet resource).
+const WORKING_WATCH_MS = 5_000;
 
-class GoneError extends Error {
+class GoneError extends OperationalError {
   override readonly name = 'GoneError';
 }
 
@@ -73,11 +76,18 @@ export class Reflector {
     let backoff = BACKOFF_INITIAL_MS;
     while (!this.#stopped) {
       try {
-        if (this.#resourceVersion === undefined) await this.#list();
-        backoff = BACKOFF_INITIAL_MS;
-        const reason = await this.#watchOnce();
+        if (this.#resourceVersion === undefined) {
+          await this.#list();
+          backoff = BACKOFF_INITIAL_MS;
+        }
+        const { reason, worked } = await this.#watchOnce();
         if (reason !== 'ended') this.#options.onRestart?.(reason);
-        continue;
+        // Only a watch that worked resets the backoff; one that ends at once with nothing (a proxy or
+        // an API server closing it) is retried like a failure, or it would be retried in a tight loop.
+        if (worked) {
+          backoff = BACKOFF_INITIAL_MS;
+          continue;
+        }
       } catch (error) {
         if (this.#stopped) return;
         if (error instanceof GoneError) {
@@ -104,7 +114,7 @@ export class Reflector {
       if (continueToken) query.set('continue', continueToken);
       const response = await this.#http.request('GET', `${this.#options.path}?${query}`);
       if (response.status === 410) throw new GoneError('list continuation expired');
-      if (response.status !== 200) throw new Error(`LIST ${this.#options.path}: HTTP ${response.status}`);
+      if (response.status !== 200) throw new OperationalError(`LIST ${this.#options.path}: HTTP ${response.status}`);
       const body = asObject(response.json());
       for (const item of asArray(body?.['items'])) {
         const object = asObject(item);
@@ -132,18 +142,24 @@ export class Reflector {
     }
   }
 
-  /** Resolves with why the watch ended ('ended' for a normal server-side close); rejects on errors and 410. */
-  async #watchOnce(): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
+  /**
+   * Resolves with why the watch ended ('ended' for a server-side close, 'idle' for the inactivity timeout)
+   * and whether it worked (delivered an event or stayed open a while); rejects on errors and 410.
+   */
+  async #watchOnce(): Promise<{ reason: string; worked: boolean }> {
+    const opened = performance.now();
+    let events = 0;
+    return new Promise<{ reason: string; worked: boolean }>((resolve, reject) => {
       let settled = false;
       const finish = (error: unknown, reason = 'ended'): void => {
         if (settled) return;
         settled = true;
         this.#abort?.abort();
+        const worked = events > 0 || performance.now() - opened >= WORKING_WATCH_MS;
         if (error instanceof GoneError) reject(error);
-        else if (error && (error as Error).name === 'TimeoutError') resolve('idle');
+        else if (error && (error as Error).name === 'TimeoutError') resolve({ reason: 'idle', worked });
         else if (error && !this.#stopped) reject(error);
-        else resolve(reason);
+        else resolve({ reason, worked });
       };
       const query: Record<string, string | number | boolean> = {
         resourceVersion: this.#resourceVersion ?? '',
@@ -155,9 +171,10 @@ export class Reflector {
         .watch(this.#options.path, query, (phase: string, object: unknown) => {
           const item = asObject(object);
           if (!item) return;
+          events++;
           if (phase === 'ERROR') {
             const code = item['code'];
-            finish(code === 410 ? new GoneError('watch expired') : new Error(`watch error: HTTP ${String(code)}`));
+            finish(code === 410 ? new GoneError('watch expired') : new OperationalError(`watch error: HTTP ${String(code)}`));
             return;
           }
           const version = asString(asObject(item['metadata'])?.['resourceVersion']);
@@ -176,7 +193,7 @@ export class Reflector {
         .then((controller) => {
           this.#abort = controller;
           if (this.#stopped) controller.abort();
-        }, (error: unknown) => finish(error ?? new Error('watch failed to start')));
+        }, (error: unknown) => finish(error ?? new OperationalError('watch failed to start')));
     });
   }
 

@@ -15,7 +15,7 @@ import { CONTRACT, type Config } from '../config.ts';
 import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
 import type { KubeHttp } from '../kube/http.ts';
 import { getWebhookConfiguration, getWorkload, patchWorkload, recordEvent, WORKLOAD_RESOURCES } from '../kube/workloads.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { loggableError, OperationalError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { configMapKey, consumesAny, DependencyIndex, workloadKey, type WorkloadKind, type WorkloadRef } from './dependents.ts';
 import { changedKeys, digestConfigMap, type KeyDigests } from './digests.ts';
@@ -160,7 +160,7 @@ export class Watcher {
     let selector: string;
     try {
       const configuration = await getWebhookConfiguration(this.#http, this.#options.webhookConfigurationName);
-      if (!configuration) throw new Error(`MutatingWebhookConfiguration ${this.#options.webhookConfigurationName} not found; no namespace is in scope`);
+      if (!configuration) throw new OperationalError(`MutatingWebhookConfiguration ${this.#options.webhookConfigurationName} not found; no namespace is in scope`);
       const webhook = asObject(asArray(configuration['webhooks'])[0]);
       selector = labelSelectorString(webhook?.['namespaceSelector']);
     } catch (error) {
@@ -266,7 +266,7 @@ export class Watcher {
       if (plan.uses.length === 0 || plan.uses.length > this.#options.maxConfigMaps) return this.#skip('no-usable-references');
       const lookups = await readConfigMaps(this.#reader, ref.namespace, plan.uses.map((use) => use.name), this.#options.configMapReadTimeoutMs);
       const computed = computeChecksum(plan, (name) => lookups.get(name) ?? { state: 'unreadable', reason: 'not read' });
-      if (computed.kind === 'unreadable') throw new Error(`ConfigMaps unreadable: ${computed.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
+      if (computed.kind === 'unreadable') throw new OperationalError(`ConfigMaps unreadable: ${computed.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
       if (computed.checksum === current) return this.#skip('up-to-date');
 
       await this.#bucket.take();
@@ -279,7 +279,7 @@ export class Watcher {
         // Someone wrote the workload meanwhile (its admission already hashed the current config, most
         // likely): read again and decide again, at once.
         if (attempt < MAX_ATTEMPTS) return this.#reconcile(change, attempt + 1);
-        throw new Error('conflict on every attempt');
+        throw new OperationalError('conflict on every attempt');
       }
       const seconds = (performance.now() - change.firstSeenAt) / 1000;
       this.#metrics.watchRollouts.inc({ kind: ref.kind });
@@ -323,6 +323,6 @@ export class Watcher {
 
   #error(operation: string, error: unknown): void {
     this.#metrics.watchErrors.inc({ operation });
-    this.#log.warn({ operation, err: { message: (error as Error)?.message ?? String(error) } }, 'watcher error');
+    this.#log.warn({ operation, err: loggableError(error) }, 'watcher error');
   }
 }
