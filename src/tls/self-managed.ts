@@ -73,7 +73,10 @@ export class SelfManagedCertificates {
       const { state, step } = nextCertificateState(current, Date.now(), this.#options.authority, current !== undefined && bundleOf(configuration) === current.bundle);
       if (step !== 'none') {
         const written = await this.#writeSecret(state, secret.object);
-        if (!written) continue; // another replica wrote first: adopt what it wrote
+        if (!written) {
+          this.#log.info({ step }, 'another replica wrote the certificate Secret first; adopting it');
+          continue;
+        }
         this.#log.info({ step }, 'certificate rotation step');
       }
       await this.#publish(configuration, state.bundle);
