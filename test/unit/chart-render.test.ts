@@ -1,0 +1,185 @@
+// The Helm chart (manifests/chart/config-checksum-webhook) renders the same objects as the kustomize
+// overlays for the same settings, and its values do what values.yaml says. Real `helm template` and
+// `kubectl kustomize`; no cluster. The binaries come from the control-plane build (CONTROL_PLANE_BIN, or
+// test/controlplane/build.sh, instant when its cache is warm); under SKIP_E2E=1 without CONTROL_PLANE_BIN
+// the file is skipped, and says so.
+//
+// What "equivalent" means (normalise() in test/e2e/support/helm.ts): the same set of (kind, namespace,
+// name), and every object deep-equal once the Helm-only metadata labels (helm.sh/chart,
+// app.kubernetes.io/{managed-by,instance,version,name}) are removed from metadata.labels. Nothing else is
+// ignored: specs, pod-template labels, selectors, rules, roleRefs, subjects, webhooks and annotations are
+// compared as rendered.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { KubeObject } from '../e2e/support/kube.ts';
+import path from 'node:path';
+import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey, toolsDirectory } from '../e2e/support/helm.ts';
+
+const skip = process.env['SKIP_E2E'] === '1' && !process.env['CONTROL_PLANE_BIN']
+  ? 'helm and kubectl come from the control-plane build: SKIP_E2E=1 and CONTROL_PLANE_BIN is unset'
+  : false;
+
+// namespace.create=true: the overlays create the Namespace; the chart leaves that to --create-namespace
+// unless asked (values.yaml explains why).
+const OVERLAYS: ReadonlyArray<{ overlay: string; values: KubeObject }> = [
+  { overlay: 'namespace-opt-in', values: { namespace: { create: true } } },
+  { overlay: 'cluster-wide', values: { namespace: { create: true }, mode: 'cluster-wide' } },
+  { overlay: 'cert-manager', values: { namespace: { create: true }, certificates: { mode: 'cert-manager' } } },
+];
+
+function find(objects: readonly KubeObject[], kind: string, name?: string): KubeObject {
+  const found = objects.find((o) => o['kind'] === kind && (name === undefined || o['metadata']?.['name'] === name));
+  assert.ok(found, `${kind}${name ? ` ${name}` : ''} is rendered`);
+  return found;
+}
+
+function args(objects: readonly KubeObject[]): string[] {
+  return find(objects, 'Deployment')['spec']['template']['spec']['containers'][0]['args'] as string[];
+}
+
+function selector(objects: readonly KubeObject[]): KubeObject {
+  return find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['namespaceSelector'] as KubeObject;
+}
+
+describe('the Helm chart', { skip }, () => {
+  let tools: HelmTools;
+  before(() => {
+    tools = new HelmTools({ binDir: toolsDirectory() });
+  });
+  after(() => tools?.close());
+
+  for (const { overlay, values } of OVERLAYS) {
+    test(`renders the objects of manifests/overlays/${overlay} (helm template config-checksum-webhook -n config-checksum ${JSON.stringify(values)})`, async () => {
+      const [chart, kustomize] = await Promise.all([tools.renderChart(values), tools.renderOverlay(overlay)]);
+      const chartObjects = normalise(chart);
+      const overlayObjects = normalise(kustomize);
+      assert.deepEqual([...chartObjects.keys()].sort(), [...overlayObjects.keys()].sort(), 'the same (kind, namespace, name)');
+      for (const [key, expected] of overlayObjects) assert.deepEqual(chartObjects.get(key), expected, `${key} equal after normalisation`);
+    });
+  }
+
+  test('with the default values: the overlay objects but the Namespace, which helm install --create-namespace makes', async () => {
+    const [chart, kustomize] = await Promise.all([tools.renderChart(), tools.renderOverlay('namespace-opt-in')]);
+    const expected = kustomize.map(objectKey).filter((key) => key !== 'Namespace/config-checksum').sort();
+    assert.deepEqual(chart.map(objectKey).sort(), expected);
+  });
+
+  test('every name follows the release (fullnameOverride), and so do RBAC resourceNames and the flags', async () => {
+    const objects = await tools.renderChart({ fullnameOverride: 'cc-gw' }, { release: 'anything', namespace: 'platform' });
+    for (const object of objects) {
+      assert.equal(object['metadata']['name'], object['kind'] === 'Issuer' ? 'cc-gw-selfsigned' : 'cc-gw', objectKey(object));
+      if (object['kind'] !== 'ClusterRole' && object['kind'] !== 'ClusterRoleBinding' && object['kind'] !== 'MutatingWebhookConfiguration') {
+        assert.equal(object['metadata']['namespace'], 'platform', objectKey(object));
+      }
+    }
+    const clusterRole = find(objects, 'ClusterRole');
+    const named = (rules: KubeObject[]): string[] => rules.flatMap((rule) => rule['resourceNames'] ?? []);
+    assert.deepEqual(named(clusterRole['rules']), ['cc-gw'], 'the webhook configuration it may patch is the one rendered');
+    // The Lease name is fixed in the binary (src/watch/watcher.ts): it does not follow the release.
+    assert.deepEqual(named(find(objects, 'Role')['rules']).sort(), ['cc-gw-tls', 'config-checksum-webhook-leader']);
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      const binding = find(objects, kind);
+      assert.equal(binding['roleRef']['name'], 'cc-gw');
+      assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'cc-gw', namespace: 'platform' }]);
+    }
+    const deployment = find(objects, 'Deployment');
+    assert.equal(deployment['spec']['template']['spec']['serviceAccountName'], 'cc-gw');
+    assert.deepEqual(args(objects), [
+      '--tls-mode=self-managed',
+      '--drain-seconds=15',
+      '--service-name=cc-gw',
+      '--webhook-configuration-name=cc-gw',
+      '--tls-secret-name=cc-gw-tls',
+    ]);
+    assert.deepEqual(find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['clientConfig'], {
+      service: { name: 'cc-gw', namespace: 'platform', path: '/mutate', port: 443 },
+    });
+  });
+
+  test('the release name gives the names when it does not contain the chart name', async () => {
+    const objects = await tools.renderChart({}, { release: 'checksums', namespace: 'ops' });
+    assert.equal(find(objects, 'Deployment')['metadata']['name'], 'checksums-config-checksum-webhook');
+  });
+
+  test('cluster-wide mode leaves out the release namespace, whatever it is called', async () => {
+    const objects = await tools.renderChart({ mode: 'cluster-wide' }, { namespace: 'platform' });
+    assert.deepEqual(selector(objects), {
+      matchExpressions: [
+        { key: 'config-checksum.io/inject', operator: 'NotIn', values: ['disabled'] },
+        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'kube-public', 'kube-node-lease', 'platform'] },
+      ],
+    });
+  });
+
+  test('namespaceSelector.extraExpressions are added to the mode; namespaceSelector.override replaces it', async () => {
+    const extra = { key: 'team', operator: 'In', values: ['gateway'] };
+    const added = await tools.renderChart({ namespaceSelector: { extraExpressions: [extra] } });
+    assert.deepEqual(selector(added), {
+      matchExpressions: [{ key: 'config-checksum.io/inject', operator: 'In', values: ['enabled'] }, extra],
+    });
+    const override = { matchLabels: { 'checksums': 'on' } };
+    const replaced = await tools.renderChart({ mode: 'cluster-wide', namespaceSelector: { override, extraExpressions: [extra] } });
+    assert.deepEqual(selector(replaced), override);
+  });
+
+  test('checksumAnnotation becomes --checksum-annotation, and only when it is not the default', async () => {
+    assert.ok(!args(await tools.renderChart()).some((arg) => arg.startsWith('--checksum-annotation')));
+    assert.ok(args(await tools.renderChart({ checksumAnnotation: 'example.com/config-hash' })).includes('--checksum-annotation=example.com/config-hash'));
+  });
+
+  test('replicas, resources, image and extraArgs reach the Deployment; one replica renders no PodDisruptionBudget', async () => {
+    const resources = { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } };
+    const objects = await tools.renderChart({
+      replicas: 1,
+      resources,
+      image: { repository: 'registry.example/ccw', tag: '9.9.9', pullPolicy: 'Always' },
+      extraArgs: ['--log-level=debug'],
+    });
+    const deployment = find(objects, 'Deployment');
+    const container = deployment['spec']['template']['spec']['containers'][0];
+    assert.equal(deployment['spec']['replicas'], 1);
+    assert.deepEqual(container['resources'], resources);
+    assert.equal(container['image'], 'registry.example/ccw:9.9.9');
+    assert.equal(container['imagePullPolicy'], 'Always');
+    assert.equal(container['args'].at(-1), '--log-level=debug');
+    assert.ok(!objects.some((o) => o['kind'] === 'PodDisruptionBudget'));
+  });
+
+  test('cert-manager with an issuer of your own: no Issuer rendered, the Certificate uses yours', async () => {
+    const objects = await tools.renderChart({ certificates: { mode: 'cert-manager', certManager: { issuerRef: { name: 'internal-ca', kind: 'ClusterIssuer' } } } });
+    assert.ok(!objects.some((o) => o['kind'] === 'Issuer'));
+    assert.deepEqual(find(objects, 'Certificate')['spec']['issuerRef'], { name: 'internal-ca', kind: 'ClusterIssuer' });
+  });
+
+  test('helm lint --strict passes for the chart in every mode, and for the example charts', async () => {
+    const charts = [path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway'), path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway-apis')];
+    for (const [chart, set] of [[CHART_DIR, []], [CHART_DIR, ['--set', 'mode=cluster-wide,certificates.mode=cert-manager']], ...charts.map((c) => [c, []] as const)] as const) {
+      const result = await tools.runHelm(['lint', '--strict', chart, ...set]);
+      assert.equal(result.code, 0, `helm lint --strict ${chart} ${set.join(' ')}:\n${result.stdout}${result.stderr}`);
+    }
+  });
+
+  test('the example: gateway-apis has one key per file of apis/; the gateway has no checksum of its own unless settings.enabled', async () => {
+    const apis = await tools.decode(await tools.template(path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway-apis'), 'gateway-apis', 'gateway'));
+    assert.deepEqual(Object.keys(find(apis, 'ConfigMap', 'gateway-apis')['data']).sort(), ['orders.yaml', 'users.yaml']);
+    const gatewayChart = path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway');
+    const plain = find(await tools.decode(await tools.template(gatewayChart, 'gateway', 'gateway')), 'Deployment');
+    assert.equal(plain['spec']['template']['metadata']['annotations'], undefined);
+    assert.deepEqual(plain['spec']['template']['spec']['volumes'][0], { name: 'apis', configMap: { name: 'gateway-apis' } });
+    const own = find(await tools.decode(await tools.template(gatewayChart, 'gateway', 'gateway', { settings: { enabled: true } })), 'Deployment');
+    assert.match(own['spec']['template']['metadata']['annotations']['checksum/config'], /^[0-9a-f]{64}$/);
+  });
+
+  test('values outside the schema are refused with a message that names them', async () => {
+    for (const [values, message] of [
+      [{ mode: 'everywhere' }, /\/mode/],
+      [{ certificates: { mode: 'vault' } }, /\/certificates\/mode/],
+      [{ checksumAnnotation: 'not/a/key' }, /\/checksumAnnotation/],
+      [{ replicas: 0 }, /\/replicas/],
+      [{ modes: 'cluster-wide' }, /modes/],
+    ] as const) {
+      await assert.rejects(tools.renderChart(values as KubeObject), message, JSON.stringify(values));
+    }
+  });
+});
