@@ -1,0 +1,275 @@
+// What the scenarios that need a control plane share: the environment the e2e tests use (etcd,
+// kube-apiserver, kube-controller-manager, the webhook process installed from the shipped manifests),
+// restarting that webhook process with other flags, bulk creation, watch streams with arrival times,
+// and Prometheus text scraping.
+
+import { readFileSync, statSync } from 'node:fs';
+import https from 'node:https';
+import type { Environment } from '../../e2e/support/environment.ts';
+import { KubeClient, waitFor, type KubeObject } from '../../e2e/support/kube.ts';
+import { OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../e2e/support/webhook.ts';
+
+export const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
+
+/** The running webhook process of the bench (the environment's first one, or the latest restart). */
+export class BenchWebhook {
+  readonly #environment: Environment;
+  #process: WebhookProcess;
+  #logOffset = 0;
+  #args: readonly string[] = [];
+  #nodeOptions = '';
+
+  constructor(environment: Environment) {
+    this.#environment = environment;
+    this.#process = environment.webhook.process;
+  }
+
+  get pid(): number {
+    return this.#process.pid;
+  }
+
+  get port(): number {
+    return this.#process.port;
+  }
+
+  get args(): readonly string[] {
+    return this.#args;
+  }
+
+  get nodeOptions(): string {
+    return this.#nodeOptions;
+  }
+
+  get logFile(): string {
+    return this.#environment.webhook.files.logFile;
+  }
+
+  /** Byte offset of the log where the current process started writing. */
+  get logOffset(): number {
+    return this.#logOffset;
+  }
+
+  get ca(): Buffer {
+    return readFileSync(this.#environment.webhook.files.caFile);
+  }
+
+  /**
+   * Stops the current process and starts `node [nodeOptions] src/main.ts` again on the same port (the
+   * registered configuration points there), with the harness's flags plus `args`. Returns the wall-clock
+   * time (Date.now()) just before the spawn.
+   */
+  async restart(args: readonly string[], nodeOptions = ''): Promise<number> {
+    await this.#process.stop();
+    const files = this.#environment.webhook.files;
+    this.#logOffset = fileSize(files.logFile);
+    // The harness spawns with this process's environment, synchronously, before its first await: node
+    // flags go in through NODE_OPTIONS for exactly that spawn.
+    const previous = process.env['NODE_OPTIONS'];
+    if (nodeOptions) process.env['NODE_OPTIONS'] = nodeOptions;
+    const spawnedAt = Date.now();
+    let starting: Promise<WebhookProcess>;
+    try {
+      starting = startWebhookProcess({ files, registry: this.#environment.controlPlane.registry, port: this.port, extraArgs: args, startTimeoutMs: 120_000 });
+    } finally {
+      if (previous === undefined) delete process.env['NODE_OPTIONS'];
+      else process.env['NODE_OPTIONS'] = previous;
+    }
+    this.#process = await starting;
+    this.#args = args;
+    this.#nodeOptions = nodeOptions;
+    return spawnedAt;
+  }
+
+  /** JSON log lines the current process wrote so far. */
+  logLines(): Array<Record<string, unknown>> {
+    const text = readFileSync(this.logFile).subarray(this.#logOffset).toString('utf8');
+    const lines: Array<Record<string, unknown>> = [];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a line being written
+      }
+    }
+    return lines;
+  }
+
+  async metrics(): Promise<Metrics> {
+    return scrape({ port: this.port, path: '/metrics', ca: this.ca });
+  }
+
+  async stop(): Promise<void> {
+    await this.#process.stop();
+  }
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Prometheus samples: `name{labels}` (labels as exposed) to value. */
+export type Metrics = Map<string, number>;
+
+export function parsePrometheus(text: string): Metrics {
+  const samples: Metrics = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
+/** Sum of every sample of `name` whose labels contain all of `labels` (e.g. 'kind="Deployment"'). */
+export function metricSum(metrics: Metrics, name: string, ...labels: string[]): number {
+  let sum = 0;
+  for (const [key, value] of metrics) {
+    const brace = key.indexOf('{');
+    const metricName = brace === -1 ? key : key.slice(0, brace);
+    if (metricName !== name) continue;
+    if (labels.every((label) => key.includes(label))) sum += value;
+  }
+  return sum;
+}
+
+export interface ScrapeTarget {
+  readonly port: number;
+  readonly path: string;
+  readonly ca: Buffer | string;
+  readonly cert?: Buffer | string;
+  readonly key?: Buffer | string;
+}
+
+export function scrape(target: ScrapeTarget): Promise<Metrics> {
+  return new Promise((resolve, reject) => {
+    const request = https.get({ host: '127.0.0.1', port: target.port, path: target.path, ca: target.ca, cert: target.cert, key: target.key, agent: false, timeout: 5_000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => resolve(parsePrometheus(Buffer.concat(chunks).toString('utf8'))));
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${target.path} timed out`)));
+    request.on('error', reject);
+  });
+}
+
+/** kube-apiserver's own /metrics, read with the admin certificate. */
+export function apiServerMetrics(environment: Environment): Promise<Metrics> {
+  const { admin, apiServerPort } = environment.controlPlane;
+  return scrape({ port: apiServerPort, path: '/metrics', ca: readFileSync(admin.caFile), cert: readFileSync(admin.certFile), key: readFileSync(admin.keyFile) });
+}
+
+export async function optedInNamespace(client: KubeClient, name: string): Promise<string> {
+  await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...OPT_IN_LABEL } } });
+  return name;
+}
+
+/** Runs `task` over `items` with at most `concurrency` at once; rejects on the first failure. */
+export async function eachLimited<T>(items: readonly T[], concurrency: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      await task(items[index]!, index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** Creates the objects (POST), `concurrency` at a time; returns the bodies the API server answered. */
+export async function createAll(client: KubeClient, objects: readonly KubeObject[], concurrency: number): Promise<KubeObject[]> {
+  const created: KubeObject[] = new Array(objects.length);
+  await eachLimited(objects, concurrency, async (object, index) => {
+    created[index] = (await client.create(object)).body;
+  });
+  return created;
+}
+
+export interface WatchEvent {
+  readonly type: string;
+  readonly object: KubeObject;
+  /** performance.now() when the event's line arrived. */
+  readonly receivedAt: number;
+}
+
+export interface WatchStream {
+  stop(): void;
+}
+
+/**
+ * LIST `path` for its resourceVersion, then WATCH from there: only changes after the call are delivered,
+ * each with the time its line arrived here. The stream is the API server's own watch (no polling delay).
+ */
+export async function watch(environment: Environment, client: KubeClient, path: string, onEvent: (event: WatchEvent) => void): Promise<WatchStream> {
+  const list = await client.get(`${path}?limit=1`);
+  const resourceVersion = String(list['metadata']?.['resourceVersion'] ?? '');
+  const { admin } = environment.controlPlane;
+  const server = new URL(environment.controlPlane.server);
+  const controller = new AbortController();
+  let stopped = false;
+  const open = (): void => {
+    const request = https.request({
+      host: server.hostname,
+      port: server.port,
+      method: 'GET',
+      path: `${path}?watch=1&resourceVersion=${resourceVersion}&timeoutSeconds=1800`,
+      ca: readFileSync(admin.caFile),
+      cert: readFileSync(admin.certFile),
+      key: readFileSync(admin.keyFile),
+      agent: false,
+      signal: controller.signal,
+      headers: { accept: 'application/json' },
+    }, (response) => {
+      let buffered = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        const receivedAt = performance.now();
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) !== -1) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (line.trim() === '') continue;
+          const event = JSON.parse(line) as { type: string; object: KubeObject };
+          onEvent({ type: event.type, object: event.object, receivedAt });
+        }
+      });
+      response.on('error', () => {});
+    });
+    request.on('error', (error) => {
+      if (!stopped) process.stderr.write(`[bench] watch ${path} failed: ${error.message}\n`);
+    });
+    request.end();
+  };
+  open();
+  return {
+    stop: () => {
+      stopped = true;
+      controller.abort();
+    },
+  };
+}
+
+export function templateAnnotation(object: KubeObject, key: string): string | undefined {
+  return object['spec']?.['template']?.['metadata']?.['annotations']?.[key];
+}
+
+export async function waitForLogLine(webhook: BenchWebhook, message: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  return waitFor(`the webhook to log "${message}"`, async () => webhook.logLines().find((line) => line['msg'] === message), { timeoutMs, intervalMs: 50 });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A status line on stderr, prefixed so it stands out in a long run. */
+export function say(line: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+export { KubeClient, waitFor };
