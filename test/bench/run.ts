@@ -9,8 +9,8 @@
 //   npm run bench -- --only webhook,scale    some scenarios (written to results/partial-*.{json,md})
 //   npm run bench -- --render test/bench/results/full.json    RESULTS.md again from a results file
 //
-// Other flags: --no-wait-quiet, --wait-quiet-minutes N, --cpu-prof (scenario 1's servers write V8 CPU
-// profiles to the run's log directory).
+// Other flags: --no-wait-quiet, --wait-quiet-minutes N, --keep-logs (logs are otherwise kept only when a
+// scenario failed), --cpu-prof (scenario 1's servers write V8 CPU profiles to the kept log directory).
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -85,6 +85,7 @@ async function main(): Promise<void> {
       'no-wait-quiet': { type: 'boolean', default: false },
       'wait-quiet-minutes': { type: 'string', default: '25' },
       'cpu-prof': { type: 'boolean', default: false },
+      'keep-logs': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
 
   const busy: BusySample[] = [];
   let environment: Environment | undefined;
+  let failures = 0;
   const results: BenchResults = {
     meta: {
       mode,
@@ -163,6 +165,7 @@ async function main(): Promise<void> {
       try {
         (results.scenarios as Record<string, unknown>)[name] = { ...(await run()), seconds: Math.round((Date.now() - phaseStarted) / 1000) };
       } catch (error) {
+        failures++;
         say(`scenario ${name} FAILED: ${(error as Error).stack ?? String(error)}`);
         (results.scenarios as Record<string, unknown>)[name] = { failed: (error as Error).message };
       }
@@ -201,10 +204,18 @@ async function main(): Promise<void> {
       return runScale(environment!, webhook, settings.scale, created);
     });
     client.close();
+  } catch (error) {
+    failures++;
+    throw error;
   } finally {
     save();
-    await environment?.stop({ keepRunDir: true });
-    say(`done in ${Math.round((Date.now() - startedAt.getTime()) / 60_000)} min; control-plane and bench logs kept in ${runDir}`);
+    // Logs (one line per admission of scenario 1 alone is tens of MB) are kept only when something failed.
+    const keep = failures > 0 || values['keep-logs'] || values['cpu-prof'];
+    await environment?.stop({ keepRunDir: keep });
+    if (!keep) rmSync(runDir, { recursive: true, force: true });
+    const minutes = Math.round((Date.now() - startedAt.getTime()) / 60_000);
+    say(`done in ${minutes} min${keep ? `; logs kept in ${runDir}${environment ? ` and ${environment.state.runDir}` : ''}` : ''}${failures > 0 ? `; ${failures} scenario(s) FAILED` : ''}`);
+    if (failures > 0) process.exitCode = 1;
   }
 }
 
