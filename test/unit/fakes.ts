@@ -1,5 +1,7 @@
 // Shared test doubles and builders for the unit and http tests. No I/O beyond what a test asks for.
 
+import type https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
 import type { MutateSettings } from '../../src/admission/mutate.ts';
@@ -174,4 +176,18 @@ export function decodePatch(patch: string | undefined): unknown[] {
 
 export function utf8Base64(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64');
+}
+
+/** Listens on 127.0.0.1 and returns a kubeconfig for it: a token user trusting `caPem` (a fake API server). */
+export async function listenAsApiServer(server: https.Server, caPem: string): Promise<KubeConfig> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'fake', server: `https://127.0.0.1:${port}`, caData: Buffer.from(caPem).toString('base64') }],
+    users: [{ name: 'sa', token: 'token' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'sa' }],
+    currentContext: 'fake',
+  });
+  return kubeConfig;
 }

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { KubeHttp } from '../../src/kube/http.ts';
 import { LeaderElector } from '../../src/watch/leader.ts';
 import { servingPair } from '../http/support.ts';
+import { listenAsApiServer } from './fakes.ts';
 
 // Every Lease call carries a deadline of one retry period, so a hung renewal counts as a failed one and the
 // leader steps down (after 2/3 of the lease without a renewal) before another replica may take over.
@@ -36,15 +36,7 @@ test('a leader whose renewals hang steps down within the lease duration', { time
       return reply(request.method === 'POST' ? 201 : 200, lease);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'fake', server: `https://127.0.0.1:${port}`, caData: Buffer.from(ca.certificate).toString('base64') }],
-    users: [{ name: 'sa', token: 'token' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'sa' }],
-    currentContext: 'fake',
-  });
+  const kubeConfig = await listenAsApiServer(server, ca.certificate);
   const http = new KubeHttp(kubeConfig);
   const changes: boolean[] = [];
   const leaseSeconds = 2;

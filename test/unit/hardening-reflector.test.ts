@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { KubeHttp } from '../../src/kube/http.ts';
 import { Reflector } from '../../src/watch/reflector.ts';
 import { servingPair } from '../http/support.ts';
+import { listenAsApiServer } from './fakes.ts';
 
 // The backoff is reset only by a watch that worked (an event, or open for a while), so a watch that keeps
 // failing is retried at a growing interval rather than every ~250 ms.
@@ -34,15 +34,7 @@ test('failing watches are retried with a growing backoff', { timeout: 30_000 }, 
     lists++;
     response.end(JSON.stringify({ kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: [] }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'fake', server: `https://127.0.0.1:${port}`, caData: Buffer.from(ca.certificate).toString('base64') }],
-    users: [{ name: 'sa', token: 'token' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'sa' }],
-    currentContext: 'fake',
-  });
+  const kubeConfig = await listenAsApiServer(server, ca.certificate);
   const http = new KubeHttp(kubeConfig);
   const restarts: string[] = [];
   const reflector = new Reflector(http, kubeConfig, { path: '/api/v1/configmaps', onRestart: (reason) => restarts.push(reason) }, { upsert: () => {}, remove: () => {} });

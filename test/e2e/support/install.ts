@@ -3,7 +3,6 @@
 // registered MutatingWebhookConfiguration pointed at them and restored, requests with the ServiceAccount's
 // bearer token, and the counters of both /metrics endpoints (the webhook's and the API server's).
 
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -11,7 +10,7 @@ import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { spawnLogged, stopGroup, tail, type Registry } from '../../controlplane/process.ts';
 import type { E2EState } from './environment.ts';
-import { GiveUp, KubeClient, waitFor, type CommandResult, type KubeObject } from './kube.ts';
+import { GiveUp, KubeClient, run, waitFor, type CommandResult, type KubeObject } from './kube.ts';
 import { localWebhookConfiguration, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './webhook.ts';
 
 /** The only Secret the shipped Role lets the webhook read and update (manifests/base/rbac.yaml). */
@@ -343,15 +342,5 @@ export function tokenRequest(state: E2EState, token: string, method: string, url
 
 /** Runs a command in `cwd` with its output captured; never throws for a non-zero exit. */
 export function runIn(cwd: string, command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, [...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.once('error', reject);
-    child.once('close', (code, signal) =>
-      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }),
-    );
-  });
+  return run(command, args, undefined, env, cwd);
 }

@@ -164,19 +164,23 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
-/** Runs a command with optional stdin; never throws for a non-zero exit (callers assert on `code`). */
-export function run(command: string, args: readonly string[], input?: string, env?: NodeJS.ProcessEnv): Promise<CommandResult> {
+/** Runs a command with optional stdin and working directory; never throws for a non-zero exit (callers assert on `code`). */
+export function run(command: string, args: readonly string[], input?: string, env?: NodeJS.ProcessEnv, cwd?: string): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: env ?? process.env });
+    const child = spawn(command, [...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: env ?? process.env, ...(cwd ? { cwd } : {}) });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.once('error', reject);
     child.once('close', (code, signal) =>
       resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }),
     );
-    child.stdin.end(input ?? '');
+    if (input !== undefined) {
+      // A command may exit before reading its input; that is its answer, not an error of ours.
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(input);
+    }
   });
 }
 
