@@ -2,6 +2,7 @@
 // wrote the ConfigMap a moment before the workload), all in parallel, under one deadline.
 
 import type { ConfigMapLookup } from '../checksum/compute.ts';
+import { startDeadline } from './deadline.ts';
 import type { KubeHttp } from './http.ts';
 
 export interface ConfigMapReader {
@@ -20,14 +21,19 @@ export async function readConfigMaps(
   names: readonly string[],
   timeoutMs: number,
 ): Promise<Map<string, ConfigMapLookup>> {
-  const signal = AbortSignal.timeout(timeoutMs);
+  const deadline = startDeadline(timeoutMs);
+  const { signal } = deadline;
   // The deadline holds even for a read that does not honour the signal (say, stuck loading credentials):
   // an answer after the webhook's own timeout would hand the decision to failurePolicy.
-  const deadline = new Promise<ConfigMapLookup>((resolve) => {
+  const timedOut = new Promise<ConfigMapLookup>((resolve) => {
     signal.addEventListener('abort', () => resolve({ state: 'unreadable', reason: 'timeout' }), { once: true });
   });
-  const results = await Promise.all(names.map((name) => Promise.race([reader.read(namespace, name, signal), deadline])));
-  return new Map(names.map((name, index) => [name, results[index]!]));
+  try {
+    const results = await Promise.all(names.map((name) => Promise.race([reader.read(namespace, name, signal), timedOut])));
+    return new Map(names.map((name, index) => [name, results[index]!]));
+  } finally {
+    deadline.clear();
+  }
 }
 
 /** GET /api/v1/namespaces/{ns}/configmaps/{name}; 404 is "missing", anything else that is not 200 is "unreadable". */

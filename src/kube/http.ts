@@ -6,6 +6,7 @@ import https from 'node:https';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import { OperationalError } from '../telemetry/logger.ts';
+import { startDeadline } from './deadline.ts';
 
 export interface KubeResponse {
   readonly status: number;
@@ -26,6 +27,8 @@ export interface RequestOptions {
 const CREDENTIAL_REFRESH_MS = 60_000;
 // No call may hang forever on a black-holed connection (TCP would give up only after ~15 minutes).
 export const DEFAULT_TIMEOUT_MS = 10_000;
+// Connections to the API server at once: 10 reviews in flight with 3 reads each, plus the watcher's calls.
+const MAX_SOCKETS = 32;
 // Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
@@ -41,15 +44,18 @@ export class KubeHttp {
     if (!cluster) throw new OperationalError('the kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
     this.#kubeConfig = kubeConfig;
-    this.#agent = new https.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 8 });
+    // Idle sockets are kept up to the pool's size: a burst of reviews (3 reads each) needs many at once,
+    // and closing the extras after each burst made the next burst pay new TLS handshakes (about 20% of
+    // the webhook's CPU at 500 reviews/s with live reads, test/bench/analysis.md).
+    this.#agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS });
   }
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<KubeResponse> {
     const base = await this.#credentials();
     const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
-    const deadline = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    return new Promise<KubeResponse>((resolve, reject) => {
+    const deadline = startDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal);
+    const { signal } = deadline;
+    const pending = new Promise<KubeResponse>((resolve, reject) => {
       const request = https.request(
         {
           ...base,
@@ -83,6 +89,7 @@ export class KubeHttp {
       request.on('error', reject);
       request.end(payload);
     });
+    return pending.finally(() => deadline.clear());
   }
 
   close(): void {

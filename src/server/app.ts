@@ -10,6 +10,7 @@ import { asObject, asString } from '../checksum/json.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { parseJsonBody } from './json-body.ts';
 import type { Readiness } from './readiness.ts';
 
 export interface AppParts {
@@ -56,7 +57,7 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) => {
     try {
-      done(null, JSON.parse(body.toString('utf8'), rejectPrototypeKeys));
+      done(null, parseJsonBody(body.toString('utf8')));
     } catch (error) {
       done(Object.assign(new Error(`body is not valid JSON: ${(error as Error).message.slice(0, 80)}`), { statusCode: 400 }), undefined);
     }
@@ -117,12 +118,6 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
   );
   app.get('/metrics', async (_request, reply) => reply.type(parts.metrics.registry.contentType).send(await parts.metrics.registry.metrics()));
   return app;
-}
-
-/** JSON.parse reviver: keys that could reach a prototype are refused outright (the body is untrusted). */
-function rejectPrototypeKeys(key: string, value: unknown): unknown {
-  if (key === '__proto__') throw new SyntaxError('"__proto__" is not allowed as a key');
-  return value;
 }
 
 /** The API server appends ?timeout=<Go duration> (whole seconds in practice) with its remaining deadline. */

@@ -63,6 +63,8 @@ describe('POST /mutate', () => {
     { label: 'wrong apiVersion', contentType: 'application/json', payload: JSON.stringify({ ...deploymentReview(), apiVersion: 'admission.k8s.io/v1beta1' }), message: /admission.k8s.io\/v1/ },
     { label: 'missing request', contentType: 'application/json', payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), message: /no request/ },
     { label: '__proto__ key', contentType: 'application/json', payload: '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"__proto__":{"x":1}}}', message: /__proto__/ },
+    { label: '__proto__ key written with \\u escapes', contentType: 'application/json', payload: '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"\\u005f_proto\\u005F_" :{"x":1}}}', message: /__proto__/ },
+    { label: 'nesting deeper than the limit', contentType: 'application/json', payload: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":${'['.repeat(1_000)}${']'.repeat(1_000)}}`, message: /nested deeper than 1000 levels/ },
   ];
   for (const { label, contentType, payload, message } of malformed) {
     test(`400 for ${label}, with a message`, async () => {

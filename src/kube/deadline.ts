@@ -1,0 +1,27 @@
+// A deadline that is cancelled when the work finishes. AbortSignal.timeout() cannot be cancelled: on the
+// admission path every review left a timer behind that fired seconds later and built a DOMException with
+// a stack (about 4% of the CPU of an admission, test/bench/analysis.md).
+
+export interface Deadline {
+  readonly signal: AbortSignal;
+  /** Cancels the timer and the link to the outer signal; call once the guarded work has settled. */
+  clear(): void;
+}
+
+/** Aborts after `timeoutMs` with a TimeoutError (as AbortSignal.timeout does), or as soon as `outer` aborts. */
+export function startDeadline(timeoutMs: number, outer?: AbortSignal): Deadline {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException('the deadline passed', 'TimeoutError')), timeoutMs);
+  // Like AbortSignal.timeout: a pending deadline alone does not keep the process alive.
+  timer.unref();
+  const forward = () => controller.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  else outer?.addEventListener('abort', forward, { once: true });
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', forward);
+    },
+  };
+}
