@@ -173,7 +173,7 @@ function renderApi(line: (text?: string) => void, result: ApiLatencyResult & Sec
   line();
   if (result.failed) return void line(`Failed: ${result.failed}\n`);
   const o = result.options;
-  line(`Sequential merge PATCHes of a pod-template label of the scenario-1 Deployment (paused, so no rollout work competes; 3 ConfigMaps) in an opted-in namespace, by the admin client over keep-alive. ${o.writesPerArm} writes per arm per repetition, in blocks of ${o.blockSize} in the order registered, not registered, not registered, registered, ... (the MutatingWebhookConfiguration created and deleted; each switch confirmed with a dry-run probe and followed by ${o.warmWrites} untimed writes). ${o.repetitions} repetitions. The webhook is the real process with the shipped flags, answering "unchanged" (no patch) after 3 live reads.`);
+  line(`Sequential merge PATCHes of a pod-template label of the scenario-1 Deployment (paused, so no rollout work competes; 3 ConfigMaps) in an opted-in namespace, by the admin client over keep-alive. ${o.writesPerArm} writes per arm per repetition, in blocks of ${o.blockSize} in the order registered, not registered, not registered, registered, ... (the MutatingWebhookConfiguration created and deleted; each switch confirmed with a dry-run probe and followed by ${o.warmWrites} untimed writes). ${o.repetitions} repetitions. The webhook is the real process (the image's program) with the shipped flags, answering "unchanged" (no patch) after 3 live reads.`);
   line();
   const f = result.figures;
   line('| | p50 ms | p99 ms |');
@@ -226,7 +226,7 @@ function renderScale(line: (text?: string) => void, result: ScaleResult & Second
   line();
   if (result.failed) return void line(`Failed: ${result.failed}\n`);
   const o = result.options;
-  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s. Then, per repetition and variant, a fresh webhook process (\`node src/main.ts\` with the harness's flags, watcher on, shipped defaults): time from spawn to its "watches synced" log line; resident memory from its \`/metrics\` at sync and after the start-up check of every annotated workload (each read and found up to date), peak from \`/proc/<pid>/status\` VmHWM. Floor: the same node (same flags) with \`src/main.ts\`'s module graph loaded and nothing started (\`load/idle.ts\`).`);
+  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s. Then, per repetition and variant, a fresh webhook process (the image's program: \`node <ENTRYPOINT flags> main.mjs\`, the bundle of \`src/build.ts\`, with the harness's flags, watcher on, shipped defaults; a variant adds node flags through NODE_OPTIONS): time from spawn to its "watches synced" log line; resident memory from its \`/metrics\` at sync and after the start-up check of every annotated workload (each read and found up to date), peak from \`/proc/<pid>/status\` VmHWM. Floor: the same node (same flags) with the bundle loaded and nothing started (\`load/idle.ts\`).`);
   line();
   line('| Variant (node flags) | ready (spawn to synced) s | start-up check s | RSS at sync MiB | RSS after check MiB | peak (VmHWM) MiB | heap used MiB | RSS / floor |');
   line('|---|---|---|---|---|---|---|---|');
@@ -235,7 +235,7 @@ function renderScale(line: (text?: string) => void, result: ScaleResult & Second
   }
   line();
   const synced = result.repetitions[0];
-  line(`Floor, shipped flags: node running a .ts file that imports nothing ${fmtSpread(result.floor.bareNode, 'MiB', 0)}; with the module graph loaded ${fmtSpread(result.floor.modulesLoaded, 'MiB', 0)} (peak ${fmtSpread(result.floor.modulesLoadedHwm, 'MiB', 0)}), loading took ${fmtSpread(result.floor.loadMs, 'ms', 0)}. The synced watcher held ${synced?.syncedConfigMaps ?? '?'} ConfigMaps' digests and ${synced?.syncedWorkloads ?? '?'} workloads (its log line; the other scenarios' objects included).`);
+  line(`Floor, image flags: node running a file that imports nothing ${fmtSpread(result.floor.bareNode, 'MiB', 0)}; with the bundle loaded ${fmtSpread(result.floor.modulesLoaded, 'MiB', 0)} (peak ${fmtSpread(result.floor.modulesLoadedHwm, 'MiB', 0)}), loading took ${fmtSpread(result.floor.loadMs, 'ms', 0)}. The synced watcher held ${synced?.syncedConfigMaps ?? '?'} ConfigMaps' digests and ${synced?.syncedWorkloads ?? '?'} workloads (its log line; the other scenarios' objects included).`);
   line();
 }
 

@@ -70,7 +70,7 @@ export function plan(mode: 'full' | 'quick') {
       workloads: full ? 2_000 : 400,
       namespaces: full ? 50 : 10,
       repetitions: full ? 3 : 1,
-      variants: { shipped: '', 'max-semi-space-size=2': '--max-semi-space-size=2' },
+      variants: { image: '', 'image, heap capped at 96 MiB': '--max-old-space-size=96' },
     },
   };
 }

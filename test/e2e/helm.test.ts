@@ -125,7 +125,7 @@ async function runChartCommand(t: TestContext, namespace: string): Promise<void>
   const child = spawnLogged({
     name: `chart-webhook-${namespace}`,
     command: process.execPath,
-    args: ['src/main.ts', ...chartArgs, '--host', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig, '--cert-extra-sans', '127.0.0.1', '--drain-seconds', '0'],
+    args: [...scenario.state.webhook.files.program, ...chartArgs, '--host', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig, '--cert-extra-sans', '127.0.0.1', '--drain-seconds', '0'],
     cwd: path.resolve(import.meta.dirname, '..', '..'),
     env,
     logFile,

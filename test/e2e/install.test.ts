@@ -1,7 +1,7 @@
 // Installable on a real cluster (DESIGN section 7): the shipped overlays as the API server takes them with
 // server-side apply, least privilege proven with the ServiceAccount's own token, self-managed certificates
 // (two replicas bootstrapping at once; rotation under a stream of writes with no failed or fail-open
-// admission), and the production install (npm ci --omit=dev, then the image's `node src/main.ts`).
+// admission), and the production install (the Dockerfile's build steps, then its ENTRYPOINT on the bundle alone).
 // Tests that point the run's MutatingWebhookConfiguration elsewhere give it back (url and caBundle of the
 // run's webhook process) in a finally and wait until the API server calls that process again, so the
 // other test files are unaffected whatever the order.
@@ -44,6 +44,7 @@ import {
 } from './support/install.ts';
 import { GiveUp, parseJsonStream, resourcePath, uniqueName, waitFor, type KubeObject } from './support/kube.ts';
 import { CHECKSUM_ANNOTATION, configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
+import { readImageRecipe } from './support/image.ts';
 import { renderOverlay, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './support/webhook.ts';
 
 const scenario = new Scenario();
@@ -542,42 +543,36 @@ function diffSnapshots(before: Map<string, string>, after: Map<string, string>):
   return [...changed, ...[...before.keys()].filter((relative) => !after.has(relative)).map((relative) => `removed: ${relative}`)];
 }
 
-/** The run stage's install command, ENV and ENTRYPOINT (exec form) of the Dockerfile. */
-function dockerfileSteps(dockerfile: string): { install: string[]; env: Record<string, string>; entrypoint: string[] } {
-  const install = /^RUN (npm ci\b.*)$/m.exec(dockerfile)?.[1];
-  const entrypoint = /^ENTRYPOINT (\[.*\])\s*$/m.exec(dockerfile)?.[1];
-  assert.ok(install && entrypoint, 'the Dockerfile has RUN npm ci and an exec-form ENTRYPOINT');
-  const env = Object.fromEntries([...dockerfile.matchAll(/^ENV (\w+)=(\S+)\s*$/gm)].map((match) => [match[1]!, match[2]!]));
-  return { install: install.trim().split(/\s+/), env, entrypoint: JSON.parse(entrypoint) as string[] };
-}
-
-test('production install: npm ci --omit=dev, then the image command serves TLS and admits through the API server', { timeout: 240_000 }, async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-install-'));
+test('production install: the Dockerfile\'s build steps, then its ENTRYPOINT alone in an empty directory serves TLS and admits through the API server', { timeout: 300_000 }, async (t) => {
+  const buildDir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-image-build-'));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-image-'));
   let proc: ExtraProcess | undefined;
   let pointed = false;
   try {
     // The steps as the Dockerfile says them, so this test follows it when it changes.
-    const image = dockerfileSteps(readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8'));
-    assert.deepEqual(image.install.slice(0, 3), ['npm', 'ci', '--omit=dev'], 'the image installs production dependencies only');
-    assert.equal(image.entrypoint[0], 'node', 'the image runs node');
+    const image = readImageRecipe();
+    assert.equal(image.run.entrypoint[0], 'node', 'the image runs node');
     assert.equal(process.versions.node.split('.')[0], '24', 'the project Node is the image Node major');
-    for (const entry of ['package.json', 'package-lock.json', 'src']) cpSync(path.join(REPO_ROOT, entry), path.join(dir, entry), { recursive: true });
-    // npm under the project's Node 24, as in the node:24 image.
-    const npmEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}` };
-    const npmStarted = performance.now();
-    const ci = await runIn(dir, image.install[0]!, image.install.slice(1), npmEnv);
-    assert.equal(ci.code, 0, `${image.install.join(' ')} failed:\n${ci.stderr.slice(-2_000)}`);
-    t.diagnostic(`production install: npm ci --omit=dev took ${Math.round(performance.now() - npmStarted)} ms`);
-
-    const lock = JSON.parse(readFileSync(path.join(dir, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
-    const entries = Object.entries(lock.packages).filter(([location]) => location !== '');
-    const devOnly = entries.filter(([, info]) => info.dev === true).map(([location]) => location);
-    const production = entries.filter(([, info]) => info.dev !== true).map(([location]) => location);
-    assert.ok(devOnly.length > 0 && production.length > 0);
-    assert.deepEqual(devOnly.filter((location) => existsSync(path.join(dir, location))), [], 'no dev-only package installed');
-    for (const name of ['typescript', 'fast-check', 'autocannon', 'node']) assert.ok(!existsSync(path.join(dir, 'node_modules', name)), `${name} is not installed`);
-    assert.ok(!existsSync(path.join(dir, 'node_modules', '.bin', 'node')), 'no project-local node binary');
-    assert.deepEqual(production.filter((location) => !existsSync(path.join(dir, location))), [], 'every production package installed');
+    for (const entry of ['package.json', 'package-lock.json', 'src']) cpSync(path.join(REPO_ROOT, entry), path.join(buildDir, entry), { recursive: true });
+    // The build stage's RUN steps under the project's Node 24, as in the node:24 image (its WORKDIR is buildDir).
+    const buildEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}` };
+    for (const step of image.build.steps) {
+      const started = performance.now();
+      const result = await runIn(buildDir, 'sh', ['-c', step], buildEnv);
+      assert.equal(result.code, 0, `build step "${step}" failed:\n${result.stderr.slice(-2_000)}`);
+      t.diagnostic(`build step "${step}": ${Math.round(performance.now() - started)} ms`);
+    }
+    // The run stage: only what it copies from the build stage (paths there are under the build WORKDIR).
+    for (const copy of image.run.copies) {
+      const from = path.join(buildDir, path.relative(image.build.workdir, copy.from));
+      cpSync(from, path.resolve(dir, copy.to), { recursive: true });
+    }
+    const shippedFiles = readdirSync(dir).sort();
+    t.diagnostic(`run stage holds: ${shippedFiles.map((file) => `${file} (${(lstatSync(path.join(dir, file)).size / 1024).toFixed(0)} KiB)`).join(', ')}`);
+    assert.ok(!shippedFiles.includes('node_modules'), 'no node_modules in the image: the bundle is the whole program');
+    const program = image.run.entrypoint.slice(1).find((arg) => !arg.startsWith('--'));
+    assert.ok(program && shippedFiles.includes(program), `the ENTRYPOINT's program ${String(program)} is in the run stage`);
+    assert.match(readFileSync(path.join(dir, 'main.LICENSES.txt'), 'utf8'), /fastify@[\d.]+ \(MIT\)/, 'the licences of the bundled packages travel with it');
 
     // The command of the image's ENTRYPOINT with the args and env of the shipped Deployment; the test
     // changes only where it listens, the TLS files (the run's, in place of self-managed), the credential
@@ -586,7 +581,7 @@ test('production install: npm ci --omit=dev, then the image command serves TLS a
     const shipped = find(await renderOverlay(kubectl, path.join(OVERLAYS_DIR, 'namespace-opt-in')), 'Deployment');
     const container = shipped['spec']['template']['spec']['containers'][0];
     const fieldRefs: Record<string, string> = { 'metadata.namespace': shipped['metadata']['namespace'], 'metadata.name': `${shipped['metadata']['name']}-5d8f7c-install` };
-    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...image.env };
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...image.run.env };
     for (const variable of container['env'] as KubeObject[]) {
       const value = variable['value'] ?? fieldRefs[variable['valueFrom']?.['fieldRef']?.['fieldPath']];
       assert.ok(value !== undefined, `env ${variable['name']} resolvable`);
@@ -602,7 +597,7 @@ test('production install: npm ci --omit=dev, then the image command serves TLS a
       name: 'install-production',
       cwd: dir,
       env,
-      entry: image.entrypoint.slice(1),
+      entry: image.run.entrypoint.slice(1),
       args: [...args, '--tls-mode=files', `--tls-cert-file=${files.certFile}`, `--tls-key-file=${files.keyFile}`, '--host=127.0.0.1', `--port=${port}`, `--kubeconfig=${files.kubeconfig}`, '--watch=false'],
     });
     assert.equal(await waitListening(proc), port);
@@ -639,6 +634,7 @@ test('production install: npm ci --omit=dev, then the image command serves TLS a
     await proc?.stop(1_000);
     if (pointed) await restoreRegistration(client, state);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(buildDir, { recursive: true, force: true });
   }
-  assert.ok(!existsSync(dir), 'the install directory is removed');
+  assert.ok(!existsSync(dir) && !existsSync(buildDir), 'the build and install directories are removed');
 });

@@ -1,11 +1,14 @@
-// The memory floor of scenario 5: a process that loads the webhook's whole module graph (src/main.ts and
-// everything it imports, @kubernetes/client-node included) and does nothing. Whatever the watcher holds
-// above this is its own data. Answers { rssBytes, vmHwmBytes, loadMs } over IPC after a moment at rest.
+// The memory floor of scenario 5: a process that loads the webhook's whole program (the image's bundle of
+// src/main.ts and everything it imports, whose path is the argument; importing it starts nothing) and
+// does nothing. Whatever the watcher holds above this is its own data. With "bare", it loads nothing.
+// Answers { rssBytes, vmHwmBytes, loadMs } over IPC after a moment at rest.
 
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 
 const started = performance.now();
-if (JSON.parse(process.argv[2] ?? '"modules"') !== 'bare') await import('../../../src/main.ts');
+const load = JSON.parse(process.argv[2] ?? '"bare"') as string;
+if (load !== 'bare') await import(pathToFileURL(load).href);
 const loadMs = performance.now() - started;
 await new Promise((resolve) => setTimeout(resolve, 1_000));
 const status = readFileSync('/proc/self/status', 'utf8');

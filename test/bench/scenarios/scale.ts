@@ -3,7 +3,7 @@
 // watcher, per repetition: time from its spawn to its "watches synced" log line, and its memory: resident
 // set at sync and after the start-up check of every annotated workload (process_resident_memory_bytes on
 // /metrics), and the peak (VmHWM of /proc/<pid>/status). Variants differ only in node flags.
-// The floor: the same node with the same module graph loaded and nothing running (load/idle.ts).
+// The floor: the same node and flags with the same program loaded and nothing running (load/idle.ts).
 
 import { readFileSync } from 'node:fs';
 import type { Environment } from '../../e2e/support/environment.ts';
@@ -18,7 +18,7 @@ export interface ScaleOptions {
   readonly workloads: number;
   readonly namespaces: number;
   readonly repetitions: number;
-  /** Node flags per variant (NODE_OPTIONS of the webhook process); '' is the shipped command. */
+  /** Node flags per variant, added to the image's (NODE_OPTIONS of the webhook process); '' is the image's command. */
   readonly variants: Readonly<Record<string, string>>;
 }
 
@@ -102,10 +102,10 @@ export async function runScale(_environment: Environment, webhook: BenchWebhook,
   const loadMs: number[] = [];
   for (let repetition = 1; repetition <= options.repetitions; repetition++) {
     for (const [variant, nodeOptions] of Object.entries(options.variants)) {
-      const floor = await idleFloor(nodeOptions, false);
+      const floor = await idleFloor(webhook.program, nodeOptions);
       (floors[variant] ??= []).push(floor.rssBytes);
       if (variant === Object.keys(options.variants)[0]) {
-        bare.push((await idleFloor(nodeOptions, true)).rssBytes / MIB);
+        bare.push((await idleFloor(webhook.program, nodeOptions, 'bare')).rssBytes / MIB);
         loaded.push(floor.rssBytes / MIB);
         loadedHwm.push(floor.vmHwmBytes / MIB);
         loadMs.push(floor.loadMs);
@@ -158,8 +158,10 @@ export async function runScale(_environment: Environment, webhook: BenchWebhook,
   return { options, createSeconds, floor: { bareNode: spread(bare), modulesLoaded: spread(loaded), modulesLoadedHwm: spread(loadedHwm), loadMs: spread(loadMs) }, repetitions, figures };
 }
 
-async function idleFloor(nodeOptions: string, bare: boolean): Promise<{ rssBytes: number; vmHwmBytes: number; loadMs: number }> {
-  const child = forkChild<{ rssBytes: number; vmHwmBytes: number; loadMs: number }>('load/idle.ts', bare ? 'bare' : 'modules', { nodeArgs: nodeOptions.split(' ').filter(Boolean) });
+/** The idle process under the same node flags as the webhook (the image's plus the variant's), loading its program or nothing. */
+async function idleFloor(program: readonly string[], nodeOptions: string, load?: 'bare'): Promise<{ rssBytes: number; vmHwmBytes: number; loadMs: number }> {
+  const imageFlags = program.slice(0, -1);
+  const child = forkChild<{ rssBytes: number; vmHwmBytes: number; loadMs: number }>('load/idle.ts', load ?? program.at(-1), { nodeArgs: [...imageFlags, ...nodeOptions.split(' ').filter(Boolean)] });
   try {
     return await child.message;
   } finally {

@@ -40,6 +40,11 @@ export class BenchWebhook {
     return this.#nodeOptions;
   }
 
+  /** What follows `node` to run the image's program: the ENTRYPOINT's node flags, then the bundle. */
+  get program(): readonly string[] {
+    return this.#environment.webhook.files.program;
+  }
+
   get logFile(): string {
     return this.#environment.webhook.files.logFile;
   }
@@ -54,7 +59,7 @@ export class BenchWebhook {
   }
 
   /**
-   * Stops the current process and starts `node [nodeOptions] src/main.ts` again on the same port (the
+   * Stops the current process and starts the image's program again, with `nodeOptions` in NODE_OPTIONS, on the same port (the
    * registered configuration points there), with the harness's flags plus `args`. Returns the wall-clock
    * time (Date.now()) just before the spawn.
    */

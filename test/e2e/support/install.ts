@@ -34,16 +34,16 @@ export interface SpawnWebhookOptions {
   /** Names the log file: <runDir>/logs/<name>.log (kept with the run's logs when a test fails). */
   readonly name: string;
   readonly args: readonly string[];
-  /** What Node runs, before `args`; default src/main.ts (relative to cwd). */
+  /** What Node runs, before `args`; default the run's image program (state.webhook.files.program). */
   readonly entry?: readonly string[];
-  /** Default: the repository, running src/main.ts from it. */
+  /** Default: the repository. */
   readonly cwd?: string;
   /** Default: the test's environment. */
   readonly env?: NodeJS.ProcessEnv;
 }
 
 /**
- * Starts `<Node 24> src/main.ts <args>` (the Node running the tests: the project's Node 24) in its own process group, registered with the run (so the teardown
+ * Starts `<Node 24> <image program> <args>` (the Node running the tests: the project's Node 24) in its own process group, registered with the run (so the teardown
  * stops it even when this test file dies), output in its own log file.
  */
 export function spawnWebhook(options: SpawnWebhookOptions): ExtraProcess {
@@ -55,7 +55,7 @@ export function spawnWebhook(options: SpawnWebhookOptions): ExtraProcess {
   const child = spawnLogged({
     name: options.name,
     command: process.execPath,
-    args: [...(options.entry ?? ['src/main.ts']), ...options.args],
+    args: [...(options.entry ?? options.state.webhook.files.program), ...options.args],
     cwd,
     logFile,
     registry,

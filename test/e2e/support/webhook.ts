@@ -1,4 +1,5 @@
-// The webhook as users run it: its own process (node src/main.ts), the ServiceAccount, RBAC and
+// The webhook as users run it: its own process (the image's program: the bundle of src/main.ts with the
+// ENTRYPOINT's node flags, see image.ts), the ServiceAccount, RBAC and
 // MutatingWebhookConfiguration from the shipped manifests, its ServiceAccount's token as its only
 // credential. The one deviation from a cluster install: clientConfig.service becomes a url on 127.0.0.1,
 // because nothing here routes Service traffic.
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { createCertificateAuthority, issueCertificate, serviceDnsNames, DAY_MS } from '../../../src/tls/certs.ts';
 import { freePort, kubeconfigYaml, type ControlPlane } from '../../controlplane/cluster.ts';
 import { isAlive, registered, spawnLogged, stopGroup, tail, unregister, type Registry } from '../../controlplane/process.ts';
+import { buildImageProgram } from './image.ts';
 import { GiveUp, Kubectl, KubeClient, parseJsonStream, resourcePath, waitFor, type KubeObject } from './kube.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..', '..');
@@ -31,6 +33,8 @@ export interface WebhookFiles {
   /** Kubeconfig with the ServiceAccount token (never the admin certificate). */
   readonly kubeconfig: string;
   readonly logFile: string;
+  /** What follows `node` to run the image's program: the ENTRYPOINT's node flags and the bundle (image.ts). */
+  readonly program: readonly string[];
 }
 
 export interface WebhookProcessOptions {
@@ -53,7 +57,7 @@ export interface WebhookProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `node src/main.ts` and waits until it listens and answers /readyz over TLS. */
+/** Starts the image's program (files.program) and waits until it listens and answers /readyz over TLS. */
 export async function startWebhookProcess(options: WebhookProcessOptions): Promise<WebhookProcess> {
   const { files } = options;
   // The log is shared by every start of this run; only what this start writes counts.
@@ -62,7 +66,7 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
     name: 'webhook',
     command: process.execPath,
     args: [
-      path.join(REPO_ROOT, 'src', 'main.ts'),
+      ...files.program,
       '--host', '127.0.0.1',
       '--port', String(options.port),
       '--tls-cert-file', files.certFile,
@@ -238,6 +242,7 @@ export async function installWebhook(options: InstallOptions): Promise<Installed
       kubeconfigYaml(controlPlane.server, controlPlane.caCertificate, `system:serviceaccount:${SERVICE_ACCOUNT.namespace}:${SERVICE_ACCOUNT.name}`, { token }),
     ),
     logFile: path.join(controlPlane.runDir, 'logs', 'webhook.log'),
+    program: await buildImageProgram(dir),
   };
 
   // As in a cluster install, the configuration exists before the webhook starts: the watcher reads its

@@ -1,0 +1,63 @@
+// The image as the Dockerfile describes it, so that its exact command runs outside Docker (there is no
+// engine here): the build stage's steps, what the run stage copies from it, its ENV and its ENTRYPOINT.
+// Every webhook process of the e2e run and the benchmarks is the image's program: the bundle that
+// src/build.ts makes, started with the ENTRYPOINT's node flags.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { bundleWebhook } from '../../../src/build.ts';
+
+const DOCKERFILE = path.resolve(import.meta.dirname, '..', '..', '..', 'Dockerfile');
+
+export interface ImageRecipe {
+  /** WORKDIR of the build stage, and its RUN commands in order (shell form). */
+  readonly build: { readonly workdir: string; readonly steps: readonly string[] };
+  /** The run stage: WORKDIR, `COPY --from=build <from> <to>` pairs, ENV, ENTRYPOINT (exec form). */
+  readonly run: {
+    readonly workdir: string;
+    readonly copies: ReadonlyArray<{ readonly from: string; readonly to: string }>;
+    readonly env: Readonly<Record<string, string>>;
+    readonly entrypoint: readonly string[];
+  };
+}
+
+/** Reads the two stages of the Dockerfile; throws when it is not the shape this harness can follow. */
+export function readImageRecipe(dockerfile = DOCKERFILE): ImageRecipe {
+  const stages = readFileSync(dockerfile, 'utf8').split(/^(?=FROM )/m).filter((stage) => stage.startsWith('FROM '));
+  const buildStage = stages.find((stage) => /^FROM \S+ AS build\s*$/m.test(stage));
+  const runStage = stages.at(-1);
+  if (!buildStage || !runStage || runStage === buildStage) throw new Error('the Dockerfile has no "AS build" stage followed by a run stage');
+  const lines = (stage: string, instruction: string): string[] =>
+    [...stage.matchAll(new RegExp(`^${instruction} (.+)$`, 'gm'))].map((match) => match[1]!.trim());
+  const entrypoint = lines(runStage, 'ENTRYPOINT').at(-1);
+  if (!entrypoint?.startsWith('[')) throw new Error('the run stage has no exec-form ENTRYPOINT');
+  return {
+    build: { workdir: lines(buildStage, 'WORKDIR').at(-1) ?? '/', steps: lines(buildStage, 'RUN') },
+    run: {
+      workdir: lines(runStage, 'WORKDIR').at(-1) ?? '/',
+      copies: lines(runStage, 'COPY --from=build').map((copy) => {
+        const [from, to] = copy.split(/\s+/);
+        return { from: from!, to: to! };
+      }),
+      env: Object.fromEntries(lines(runStage, 'ENV').map((assignment) => assignment.split('=', 2) as [string, string])),
+      entrypoint: JSON.parse(entrypoint) as string[],
+    },
+  };
+}
+
+/** The ENTRYPOINT's node flags: everything between "node" and the program file. */
+export function entrypointNodeFlags(recipe: ImageRecipe = readImageRecipe()): string[] {
+  const [command, ...rest] = recipe.run.entrypoint;
+  if (command !== 'node') throw new Error(`the ENTRYPOINT runs ${String(command)}, not node`);
+  return rest.filter((arg) => arg.startsWith('--'));
+}
+
+/**
+ * Bundles the webhook into `dir` as the image's build stage does (src/build.ts) and returns what follows
+ * `node` to run it as the ENTRYPOINT does: [...node flags, <dir>/main.mjs].
+ */
+export async function buildImageProgram(dir: string): Promise<string[]> {
+  const program = path.join(dir, 'main.mjs');
+  await bundleWebhook(program);
+  return [...entrypointNodeFlags(), program];
+}
