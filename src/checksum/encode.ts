@@ -11,7 +11,7 @@
 //                 field(<n binaryData>) n × (field(key) field(decoded bytes))
 //   keys sorted by UTF-8 byte order within each map.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const ENCODING_VERSION_TAG = 'config-checksum.io/v1';
 
@@ -29,30 +29,27 @@ export interface HashedConfigMap {
 
 /** SHA-256 over the v1 encoding, as 64 lowercase hex characters (the form Helm's sha256sum gives). */
 export function checksumV1(configMaps: readonly HashedConfigMap[]): string {
-  const hash = createHash('sha256');
-  writeV1(configMaps, (chunk) => hash.update(chunk));
-  return hash.digest('hex');
+  return hash('sha256', encodeV1(configMaps), 'hex');
 }
 
-/** The v1 encoding itself; used by the golden vectors to pin the bytes, not just the digest. */
+/** The v1 encoding itself: hashed by checksumV1, and pinned byte for byte by the golden vectors. */
 export function encodeV1(configMaps: readonly HashedConfigMap[]): Buffer {
+  // Text fields are appended to one string and converted to UTF-8 once; only binaryData values are
+  // copied as bytes. One hash update over one buffer costs a fraction of three updates per field.
   const chunks: Buffer[] = [];
-  writeV1(configMaps, (chunk) => chunks.push(chunk));
-  return Buffer.concat(chunks);
-}
-
-function writeV1(configMaps: readonly HashedConfigMap[], write: (chunk: Buffer) => void): void {
-  const field = (bytes: Buffer): void => {
-    write(Buffer.from(`${bytes.length}:`, 'latin1'));
-    write(bytes);
-    write(COMMA);
+  let pending = '';
+  const text = (value: string): void => {
+    pending += `${Buffer.byteLength(value, 'utf8')}:${value},`;
   };
-  const text = (value: string): void => field(Buffer.from(value, 'utf8'));
+  const bytes = (value: Uint8Array): void => {
+    chunks.push(Buffer.from(`${pending}${value.byteLength}:`, 'utf8'), Buffer.from(value.buffer, value.byteOffset, value.byteLength), COMMA);
+    pending = '';
+  };
 
   text(ENCODING_VERSION_TAG);
   text(String(configMaps.length));
   for (const { name, content } of sortedByUtf8(configMaps.map((cm) => [cm.name, cm.content] as const))) {
-    field(name);
+    text(name);
     if (!content) {
       text('absent');
       continue;
@@ -61,23 +58,50 @@ function writeV1(configMaps: readonly HashedConfigMap[], write: (chunk: Buffer) 
     const data = sortedByUtf8([...content.data]);
     text(String(data.length));
     for (const { name: key, content: value } of data) {
-      field(key);
+      text(key);
       text(value);
     }
     const binary = sortedByUtf8([...content.binaryData]);
     text(String(binary.length));
     for (const { name: key, content: value } of binary) {
-      field(key);
-      field(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+      text(key);
+      bytes(value);
     }
   }
+  chunks.push(Buffer.from(pending, 'utf8'));
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 const COMMA = Buffer.from(',', 'latin1');
 
-/** Sorts [name, content] pairs by the UTF-8 bytes of the name, encoding each name once. */
-function sortedByUtf8<T>(pairs: ReadonlyArray<readonly [string, T]>): Array<{ name: Buffer; content: T }> {
-  return pairs
-    .map(([name, content]) => ({ name: Buffer.from(name, 'utf8'), content }))
-    .sort((a, b) => Buffer.compare(a.name, b.name));
+/** Sorts [name, content] pairs by the UTF-8 bytes of the name (not by UTF-16 code units, which differ). */
+function sortedByUtf8<T>(pairs: ReadonlyArray<readonly [string, T]>): Array<{ name: string; content: T }> {
+  const entries = pairs.map(([name, content]) => ({ name, content }));
+  if (entries.every(({ name }) => name.isWellFormed())) return entries.sort((a, b) => compareCodePoints(a.name, b.name));
+  // A lone surrogate is encoded as U+FFFD's bytes; order by those bytes, as the encoding will hold them.
+  // (Kubernetes stores UTF-8, so this path serves only hand-made input.)
+  return entries
+    .map((entry) => ({ ...entry, bytes: Buffer.from(entry.name, 'utf8') }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map(({ name, content }) => ({ name, content }));
+}
+
+/**
+ * Code-point order of two well-formed strings, which is the order of their UTF-8 bytes. UTF-16 code units
+ * give the same order except that surrogates (D800-DFFF, the astral planes) sort below E000-FFFF, where
+ * code points sort them above; the two ranges are swapped before comparing.
+ */
+function compareCodePoints(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
 }

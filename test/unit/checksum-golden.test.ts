@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { computeChecksum, planChecksum } from '../../src/checksum/compute.ts';
 import { checksumV1, encodeV1, ENCODING_VERSION_TAG, type HashedConfigMap } from '../../src/checksum/encode.ts';
 
@@ -196,6 +197,27 @@ describe('checksum v1 golden vectors', () => {
       if (vector.encodedHex !== undefined) assert.equal(encoded.toString('hex'), vector.encodedHex, 'encodeV1 bytes');
     });
   }
+
+  test('the product encodes every generated input as the reference encoder does (any Unicode text, any bytes)', () => {
+    // Well-formed strings only: Kubernetes stores UTF-8, so a lone surrogate never reaches the encoder.
+    const unicode = fc.string({ unit: 'binary', maxLength: 12 }).filter((text) => text.isWellFormed());
+    const present = fc.record({
+      data: fc.uniqueArray(fc.tuple(unicode, unicode), { selector: ([key]) => key, maxLength: 6 }),
+      binaryData: fc.uniqueArray(fc.tuple(unicode, fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 })), { selector: ([key]) => key, maxLength: 4 }),
+    });
+    const configMaps = fc.uniqueArray(
+      fc.tuple(unicode, fc.option(present, { nil: undefined })).map(([name, content]): VectorConfigMap => (content ? { name, ...content } : { name, absent: true })),
+      { selector: (configMap) => configMap.name, maxLength: 5 },
+    );
+    fc.assert(
+      fc.property(configMaps, (input) => {
+        const hashed = toHashed(input);
+        assert.deepEqual(encodeV1(hashed), referenceEncode(input));
+        assert.equal(checksumV1(hashed), referenceSha256(input));
+      }),
+      { numRuns: 1_000 },
+    );
+  });
 
   test('the pinned encodings read as the documented netstrings', () => {
     // The same bytes as the hex literals above, spelled out, so a reader can check the layout by eye.
