@@ -19,6 +19,10 @@ COPY --from=build /app/dist/ ./
 USER 1000:1000
 EXPOSE 8443
 # --max-semi-space-size=2: V8's young generation may otherwise grow to 3 x 16 MiB of mostly garbage
-# between collections of list and watch traffic; 2 MiB semi-spaces keep resident memory near live data
-# (test/bench/analysis.md). This is exactly the command the e2e tests and benchmarks run outside Docker.
-ENTRYPOINT ["node", "--max-semi-space-size=2", "main.mjs"]
+# between collections of list and watch traffic; 2 MiB semi-spaces keep resident memory near live data.
+# --max-old-space-size-percentage=50: the heap may take half of the container's memory limit (Node reads
+# the cgroup), leaving the rest to code, buffers and TLS. Without it Node lets the heap grow to the whole
+# limit (259 MiB under the shipped 256Mi), so garbage is collected late and the kernel, not V8, ends a
+# leak. Raising the Deployment's limit for a larger cluster raises the heap with it. Figures: scenario 5
+# of test/bench/RESULTS.md. This is exactly the command the e2e tests and benchmarks run outside Docker.
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--max-old-space-size-percentage=50", "main.mjs"]

@@ -226,9 +226,17 @@ function renderScale(line: (text?: string) => void, result: ScaleResult & Second
   line();
   if (result.failed) return void line(`Failed: ${result.failed}\n`);
   const o = result.options;
-  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s. Then, per repetition and variant, a fresh webhook process (the image's program: \`node <ENTRYPOINT flags> main.mjs\`, the bundle of \`src/build.ts\`, with the harness's flags, watcher on, shipped defaults; a variant adds node flags through NODE_OPTIONS): time from spawn to its "watches synced" log line; resident memory from its \`/metrics\` at sync and after the start-up check of every annotated workload (each read and found up to date), peak from \`/proc/<pid>/status\` VmHWM. Floor: the same node (same flags) with the bundle loaded and nothing started (\`load/idle.ts\`).`);
+  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s. Then, per repetition and variant, a fresh webhook process (the image's program: \`node <ENTRYPOINT flags> main.mjs\`, the bundle of \`src/build.ts\`, with the harness's flags, watcher on, shipped defaults; under the Deployment's memory limit or without one): time from spawn to its "watches synced" log line; resident memory from its \`/metrics\` at sync and after the start-up check of every annotated workload (each read and found up to date), peak from \`/proc/<pid>/status\` VmHWM. Floor: the same node (same flags) with the bundle loaded and nothing started (\`load/idle.mjs\`).`);
   line();
-  line('| Variant (node flags) | ready (spawn to synced) s | start-up check s | RSS at sync MiB | RSS after check MiB | peak (VmHWM) MiB | heap used MiB | RSS / floor |');
+  // Results from before the memory-limit variants have no such field.
+  const limit = result.memoryLimit as ScaleResult['memoryLimit'] | undefined;
+  if (limit) {
+    line(limit.applied
+    ? `Memory limit: the **shipped** variant runs in a memory cgroup limited to ${limit.bytes / 2 ** 20} MiB, the limit of manifests/base/deployment.yaml, entered before node starts; Node sizes its heap from that limit as in the pod (the ENTRYPOINT's \`--max-old-space-size-percentage\`), and going over it would be an OOM kill. **no memory limit** is the same command with the heap sized from the machine's memory (see Machine).`
+    : `Memory limit: **not applied** (${limit.unavailable ?? 'unknown reason'}): every variant ran with the heap sized from the machine's memory, so the shipped variant's figures overstate what the pod would hold.`);
+    line();
+  }
+  line('| Variant | ready (spawn to synced) s | start-up check s | RSS at sync MiB | RSS after check MiB | peak (VmHWM) MiB | heap used MiB | RSS / floor |');
   line('|---|---|---|---|---|---|---|---|');
   for (const [variant, f] of Object.entries(result.figures)) {
     line(`| ${variant} | ${fmtSpread(scaleSpread(f.readyMs, 1 / 1000), '')} | ${fmtSpread(scaleSpread(f.checkAllMs, 1 / 1000), '', 1)} | ${fmtSpread(f.rssAtSyncMiB, '', 0)} | ${fmtSpread(f.rssAfterCheckMiB, '', 0)} | ${fmtSpread(f.vmHwmMiB, '', 0)} | ${fmtSpread(f.heapUsedAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssToFloor, '')} |`);

@@ -3,7 +3,7 @@
 // watcher, per repetition: time from its spawn to its "watches synced" log line, and its memory: resident
 // set at sync and after the start-up check of every annotated workload (process_resident_memory_bytes on
 // /metrics), and the peak (VmHWM of /proc/<pid>/status). Variants differ only in node flags.
-// The floor: the same node and flags with the same program loaded and nothing running (load/idle.ts).
+// The floor: the same node and flags with the same program loaded and nothing running (load/idle.mjs).
 
 import { readFileSync } from 'node:fs';
 import type { Environment } from '../../e2e/support/environment.ts';
@@ -11,6 +11,7 @@ import type { KubeClient, KubeObject } from '../../e2e/support/kube.ts';
 import { configMap, workload, type WorkloadKind } from '../../e2e/support/scenario.ts';
 import { forkChild } from '../support/children.ts';
 import { createAll, eachLimited, metricSum, optedInNamespace, say, sleep, waitFor, waitForLogLine, type BenchWebhook } from '../support/cluster.ts';
+import { createMemoryLimit, shippedMemoryLimitBytes } from '../support/memory-limit.ts';
 import { spread, type Spread } from '../support/stats.ts';
 
 export interface ScaleOptions {
@@ -18,8 +19,11 @@ export interface ScaleOptions {
   readonly workloads: number;
   readonly namespaces: number;
   readonly repetitions: number;
-  /** Node flags per variant, added to the image's (NODE_OPTIONS of the webhook process); '' is the image's command. */
-  readonly variants: Readonly<Record<string, string>>;
+  /**
+   * Per variant: node flags added to the image's (NODE_OPTIONS of the webhook process; '' is the image's
+   * command), and whether the process runs under the shipped Deployment's memory limit (support/memory-limit.ts).
+   */
+  readonly variants: Readonly<Record<string, { readonly nodeOptions: string; readonly memoryLimit: boolean }>>;
 }
 
 export interface ScaleRepetition {
@@ -36,6 +40,8 @@ export interface ScaleRepetition {
 
 export interface ScaleResult {
   readonly options: ScaleOptions;
+  /** The limit the memory-limited variants ran under, or why they ran without one. */
+  readonly memoryLimit: { readonly bytes: number; readonly applied: boolean; readonly unavailable?: string };
   readonly createSeconds: { readonly configMaps: number; readonly workloads: number };
   readonly floor: { readonly bareNode: Spread; readonly modulesLoaded: Spread; readonly modulesLoadedHwm: Spread; readonly loadMs: Spread };
   readonly repetitions: readonly ScaleRepetition[];
@@ -100,47 +106,56 @@ export async function runScale(_environment: Environment, webhook: BenchWebhook,
   const loaded: number[] = [];
   const loadedHwm: number[] = [];
   const loadMs: number[] = [];
-  for (let repetition = 1; repetition <= options.repetitions; repetition++) {
-    for (const [variant, nodeOptions] of Object.entries(options.variants)) {
-      const floor = await idleFloor(webhook.program, nodeOptions);
-      (floors[variant] ??= []).push(floor.rssBytes);
-      if (variant === Object.keys(options.variants)[0]) {
-        bare.push((await idleFloor(webhook.program, nodeOptions, 'bare')).rssBytes / MIB);
-        loaded.push(floor.rssBytes / MIB);
-        loadedHwm.push(floor.vmHwmBytes / MIB);
-        loadMs.push(floor.loadMs);
+  const limitBytes = shippedMemoryLimitBytes();
+  const limit = createMemoryLimit(limitBytes, `config-checksum-bench-${process.pid}`);
+  if ('unavailable' in limit) say(`scenario 5: the Deployment's memory limit cannot be applied here (${limit.unavailable}); every variant runs without it`);
+  try {
+    for (let repetition = 1; repetition <= options.repetitions; repetition++) {
+      for (const [variant, { nodeOptions, memoryLimit }] of Object.entries(options.variants)) {
+        const floor = await idleFloor(webhook.program, nodeOptions);
+        (floors[variant] ??= []).push(floor.rssBytes);
+        if (variant === Object.keys(options.variants)[0]) {
+          bare.push((await idleFloor(webhook.program, nodeOptions, 'bare')).rssBytes / MIB);
+          loaded.push(floor.rssBytes / MIB);
+          loadedHwm.push(floor.vmHwmBytes / MIB);
+          loadMs.push(floor.loadMs);
+        }
+        const spawnedAt = await webhook.restart([], nodeOptions, memoryLimit && !('unavailable' in limit) ? limit.launcher : undefined);
+        const synced = await waitForLogLine(webhook, 'watches synced', 120_000);
+        const readyMs = Date.parse(String(synced['time'])) - spawnedAt;
+        const atSync = await webhook.metrics();
+        const checking = await waitForLogLine(webhook, 'checking annotated workloads', 30_000);
+        const queued = Number(checking['workloads'] ?? 0);
+        // The start-up check reads every annotated workload and its ConfigMaps and finds it up to date.
+        const checkStarted = Date.parse(String(checking['time']));
+        const decided = (metrics: Map<string, number>): number =>
+          metricSum(metrics, 'config_checksum_watch_skipped_total') + metricSum(metrics, 'config_checksum_watch_rollouts_total') + metricSum(metrics, 'config_checksum_watch_errors_total', 'operation="reconcile"');
+        // A fresh process: its counters started at zero (a baseline scraped at sync would already hold the
+        // first decisions of the check, which starts at once).
+        await waitFor('the start-up check to finish', async () => decided(await webhook.metrics()) >= queued, { timeoutMs: 300_000, intervalMs: 250 });
+        const checkAllMs = Date.now() - checkStarted;
+        await sleep(1_000);
+        const settled = await webhook.metrics();
+        const result: ScaleRepetition = {
+          variant,
+          readyMs,
+          syncedConfigMaps: Number(synced['configMaps']),
+          syncedWorkloads: Number(synced['workloads']),
+          checkAllMs,
+          rssAtSyncBytes: metricSum(atSync, 'process_resident_memory_bytes'),
+          rssAfterCheckBytes: metricSum(settled, 'process_resident_memory_bytes'),
+          heapUsedAfterCheckBytes: metricSum(settled, 'nodejs_heap_size_used_bytes'),
+          vmHwmBytes: vmHwm(webhook.pid),
+        };
+        repetitions.push(result);
+        say(`scenario 5, repetition ${repetition}/${options.repetitions}, ${variant}${memoryLimit && !('unavailable' in limit) ? ` (memory limit ${limitBytes / MIB} MiB)` : ''}: synced ${result.syncedConfigMaps} ConfigMaps, ${result.syncedWorkloads} workloads after ${(readyMs / 1000).toFixed(2)} s; check of ${queued} in ${(checkAllMs / 1000).toFixed(1)} s; RSS ${(result.rssAtSyncBytes / MIB).toFixed(0)} MiB at sync, ${(result.rssAfterCheckBytes / MIB).toFixed(0)} MiB after, peak ${(result.vmHwmBytes / MIB).toFixed(0)} MiB (floor ${(floor.rssBytes / MIB).toFixed(0)} MiB)`);
       }
-      const spawnedAt = await webhook.restart([], nodeOptions);
-      const synced = await waitForLogLine(webhook, 'watches synced', 120_000);
-      const readyMs = Date.parse(String(synced['time'])) - spawnedAt;
-      const atSync = await webhook.metrics();
-      const checking = await waitForLogLine(webhook, 'checking annotated workloads', 30_000);
-      const queued = Number(checking['workloads'] ?? 0);
-      // The start-up check reads every annotated workload and its ConfigMaps and finds it up to date.
-      const checkStarted = Date.parse(String(checking['time']));
-      const decided = (metrics: Map<string, number>): number =>
-        metricSum(metrics, 'config_checksum_watch_skipped_total') + metricSum(metrics, 'config_checksum_watch_rollouts_total') + metricSum(metrics, 'config_checksum_watch_errors_total', 'operation="reconcile"');
-      // A fresh process: its counters started at zero (a baseline scraped at sync would already hold the
-      // first decisions of the check, which starts at once).
-      await waitFor('the start-up check to finish', async () => decided(await webhook.metrics()) >= queued, { timeoutMs: 300_000, intervalMs: 250 });
-      const checkAllMs = Date.now() - checkStarted;
-      await sleep(1_000);
-      const settled = await webhook.metrics();
-      const result: ScaleRepetition = {
-        variant,
-        readyMs,
-        syncedConfigMaps: Number(synced['configMaps']),
-        syncedWorkloads: Number(synced['workloads']),
-        checkAllMs,
-        rssAtSyncBytes: metricSum(atSync, 'process_resident_memory_bytes'),
-        rssAfterCheckBytes: metricSum(settled, 'process_resident_memory_bytes'),
-        heapUsedAfterCheckBytes: metricSum(settled, 'nodejs_heap_size_used_bytes'),
-        vmHwmBytes: vmHwm(webhook.pid),
-      };
-      repetitions.push(result);
-      say(`scenario 5, repetition ${repetition}/${options.repetitions}, ${variant}: synced ${result.syncedConfigMaps} ConfigMaps, ${result.syncedWorkloads} workloads after ${(readyMs / 1000).toFixed(2)} s; check of ${queued} in ${(checkAllMs / 1000).toFixed(1)} s; RSS ${(result.rssAtSyncBytes / MIB).toFixed(0)} MiB at sync, ${(result.rssAfterCheckBytes / MIB).toFixed(0)} MiB after, peak ${(result.vmHwmBytes / MIB).toFixed(0)} MiB (floor ${(floor.rssBytes / MIB).toFixed(0)} MiB)`);
     }
+  } finally {
+    await webhook.restart([]);
+    if (!('unavailable' in limit)) limit.remove();
   }
+
   const figures: Record<string, ScaleResult['figures'][string]> = {};
   for (const variant of Object.keys(options.variants)) {
     const runs = repetitions.filter((r) => r.variant === variant);
@@ -155,13 +170,14 @@ export async function runScale(_environment: Environment, webhook: BenchWebhook,
       rssToFloor: spread(runs.map((r, index) => r.rssAfterCheckBytes / floors[variant]![index]!)),
     };
   }
-  return { options, createSeconds, floor: { bareNode: spread(bare), modulesLoaded: spread(loaded), modulesLoadedHwm: spread(loadedHwm), loadMs: spread(loadMs) }, repetitions, figures };
+  const memoryLimitResult = 'unavailable' in limit ? { bytes: limitBytes, applied: false, unavailable: limit.unavailable } : { bytes: limitBytes, applied: true };
+  return { options, memoryLimit: memoryLimitResult, createSeconds, floor: { bareNode: spread(bare), modulesLoaded: spread(loaded), modulesLoadedHwm: spread(loadedHwm), loadMs: spread(loadMs) }, repetitions, figures };
 }
 
 /** The idle process under the same node flags as the webhook (the image's plus the variant's), loading its program or nothing. */
 async function idleFloor(program: readonly string[], nodeOptions: string, load?: 'bare'): Promise<{ rssBytes: number; vmHwmBytes: number; loadMs: number }> {
   const imageFlags = program.slice(0, -1);
-  const child = forkChild<{ rssBytes: number; vmHwmBytes: number; loadMs: number }>('load/idle.ts', load ?? program.at(-1), { nodeArgs: [...imageFlags, ...nodeOptions.split(' ').filter(Boolean)] });
+  const child = forkChild<{ rssBytes: number; vmHwmBytes: number; loadMs: number }>('load/idle.mjs', load ?? program.at(-1), { nodeArgs: [...imageFlags, ...nodeOptions.split(' ').filter(Boolean)] });
   try {
     return await child.message;
   } finally {

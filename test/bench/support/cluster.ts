@@ -59,11 +59,12 @@ export class BenchWebhook {
   }
 
   /**
-   * Stops the current process and starts the image's program again, with `nodeOptions` in NODE_OPTIONS, on the same port (the
+   * Stops the current process and starts the image's program again, with `nodeOptions` in NODE_OPTIONS and
+   * behind `launcher` when given (WebhookProcessOptions.launcher), on the same port (the
    * registered configuration points there), with the harness's flags plus `args`. Returns the wall-clock
    * time (Date.now()) just before the spawn.
    */
-  async restart(args: readonly string[], nodeOptions = ''): Promise<number> {
+  async restart(args: readonly string[], nodeOptions = '', launcher?: readonly string[]): Promise<number> {
     await this.#process.stop();
     const files = this.#environment.webhook.files;
     this.#logOffset = fileSize(files.logFile);
@@ -74,7 +75,7 @@ export class BenchWebhook {
     const spawnedAt = Date.now();
     let starting: Promise<WebhookProcess>;
     try {
-      starting = startWebhookProcess({ files, registry: this.#environment.controlPlane.registry, port: this.port, extraArgs: args, startTimeoutMs: 120_000 });
+      starting = startWebhookProcess({ files, registry: this.#environment.controlPlane.registry, port: this.port, extraArgs: args, startTimeoutMs: 120_000, ...(launcher ? { launcher } : {}) });
     } finally {
       if (previous === undefined) delete process.env['NODE_OPTIONS'];
       else process.env['NODE_OPTIONS'] = previous;

@@ -48,6 +48,8 @@ export interface WebhookProcessOptions {
   /** Keep running after the starting process exits (a test file that restarts the webhook). */
   readonly outliveParent?: boolean;
   readonly startTimeoutMs?: number;
+  /** A command that runs before node and execs it (e.g. entering a memory cgroup); node's path and args follow it. */
+  readonly launcher?: readonly string[];
 }
 
 export interface WebhookProcess {
@@ -62,10 +64,13 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
   const { files } = options;
   // The log is shared by every start of this run; only what this start writes counts.
   const offset = fileSize(files.logFile);
+  const launcher = options.launcher ?? [];
   const child = spawnLogged({
     name: 'webhook',
-    command: process.execPath,
+    command: launcher[0] ?? process.execPath,
     args: [
+      ...launcher.slice(1),
+      ...(launcher.length > 0 ? [process.execPath] : []),
       ...files.program,
       '--host', '127.0.0.1',
       '--port', String(options.port),

@@ -1,0 +1,66 @@
+// The shipped Deployment's memory limit, applied to a benchmark process as a container runtime applies it:
+// a memory cgroup with that limit, entered by a shell that then execs node. Node sizes its heap from the
+// cgroup (process.constrainedMemory()), so the image's --max-old-space-size-percentage gives the same heap
+// limit as in the pod, and going over the limit is an OOM kill, as in the pod.
+// Needs root and a writable memory controller (cgroup v1 memory.limit_in_bytes, or v2 memory.max);
+// elsewhere the caller is told why not and runs without it.
+
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const DEPLOYMENT = path.resolve(import.meta.dirname, '..', '..', '..', 'manifests', 'base', 'deployment.yaml');
+
+export interface MemoryLimit {
+  readonly bytes: number;
+  readonly cgroupDir: string;
+  /** Prefix of a spawn: the process enters the cgroup, then execs the command given after it. */
+  readonly launcher: readonly string[];
+  /** Removes the cgroup (once every process in it has exited). */
+  remove(): void;
+}
+
+/** resources.limits.memory of the webhook container in manifests/base/deployment.yaml, in bytes. */
+export function shippedMemoryLimitBytes(): number {
+  const match = /limits:\s*\{\s*memory:\s*(\d+)(Mi|Gi)\s*\}/.exec(readFileSync(DEPLOYMENT, 'utf8'));
+  if (!match) throw new Error(`no "limits: {memory: <n>Mi}" in ${DEPLOYMENT}`);
+  return Number(match[1]) * 2 ** (match[2] === 'Gi' ? 30 : 20);
+}
+
+/** A fresh memory cgroup limited to `bytes`, below this process's own; or why one cannot be made here. */
+export function createMemoryLimit(bytes: number, name: string): MemoryLimit | { readonly unavailable: string } {
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    const v1 = lines.map((line) => /^\d+:memory:(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
+    const v2 = lines.map((line) => /^0::(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
+    let cgroupDir: string;
+    let limitFile: string;
+    if (v1 !== undefined && existsSync('/sys/fs/cgroup/memory')) {
+      cgroupDir = path.join('/sys/fs/cgroup/memory', v1, name);
+      limitFile = 'memory.limit_in_bytes';
+    } else if (v2 !== undefined && readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').includes('memory')) {
+      cgroupDir = path.join('/sys/fs/cgroup', v2, name);
+      limitFile = 'memory.max';
+    } else {
+      return { unavailable: 'no memory cgroup controller' };
+    }
+    mkdirSync(cgroupDir, { recursive: true });
+    writeFileSync(path.join(cgroupDir, limitFile), String(bytes));
+    const written = Number(readFileSync(path.join(cgroupDir, limitFile), 'utf8').trim());
+    if (written !== bytes) return { unavailable: `${limitFile} reads ${written} after writing ${bytes}` };
+    const procs = path.join(cgroupDir, 'cgroup.procs');
+    return {
+      bytes,
+      cgroupDir,
+      launcher: ['sh', '-c', `echo $$ > '${procs}' && exec "$@"`, 'sh'],
+      remove: () => {
+        try {
+          rmdirSync(cgroupDir);
+        } catch {
+          // still in use or already gone: the kernel keeps an empty cgroup harmlessly
+        }
+      },
+    };
+  } catch (error) {
+    return { unavailable: (error as Error).message };
+  }
+}
