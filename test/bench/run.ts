@@ -6,6 +6,7 @@
 //
 //   npm run bench                     everything, about 25 minutes (waits first for a quiet machine)
 //   npm run bench -- --quick          a smaller, shorter subset (a few minutes), e.g. to check the bench
+//                                     (written to results/quick.{json,md}; RESULTS.md is left alone)
 //   npm run bench -- --only webhook,scale    some scenarios (written to results/partial-*.{json,md})
 //   npm run bench -- --render test/bench/results/full.json    RESULTS.md again from a results file
 //
@@ -148,7 +149,8 @@ async function main(): Promise<void> {
     mkdirSync(resultsDir, { recursive: true });
     const jsonFile = path.join(resultsDir, `${outputName}.json`);
     writeFileSync(jsonFile, `${JSON.stringify(results, null, 1)}\n`);
-    const reportFile = selected.size === SCENARIOS.length ? path.join(BENCH_DIR, 'RESULTS.md') : path.join(resultsDir, `${outputName}.md`);
+    // Only a full run of every scenario replaces the committed report; a quick or partial run writes beside its JSON.
+    const reportFile = outputName === 'full' ? path.join(BENCH_DIR, 'RESULTS.md') : path.join(resultsDir, `${outputName}.md`);
     writeFileSync(reportFile, renderReport(results, path.relative(path.dirname(reportFile), jsonFile)));
     say(`wrote ${path.relative(REPO_ROOT, jsonFile)} and ${path.relative(REPO_ROOT, reportFile)}`);
   };
