@@ -79,7 +79,7 @@ function sortedByUtf8<T>(pairs: ReadonlyArray<readonly [string, T]>): Array<{ na
   const entries = pairs.map(([name, content]) => ({ name, content }));
   if (entries.every(({ name }) => name.isWellFormed())) return entries.sort((a, b) => compareCodePoints(a.name, b.name));
   // A lone surrogate is encoded as U+FFFD's bytes; order by those bytes, as the encoding will hold them.
-  // (Kubernetes stores UTF-8, so this path serves only hand-made input.)
+  // (Only names from an untrusted review can be so: the API server refuses them after mutation.)
   return entries
     .map((entry) => ({ ...entry, bytes: Buffer.from(entry.name, 'utf8') }))
     .sort((a, b) => Buffer.compare(a.bytes, b.bytes))

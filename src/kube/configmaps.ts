@@ -31,6 +31,10 @@ export async function readConfigMaps(
   try {
     const results = await Promise.all(names.map((name) => Promise.race([reader.read(namespace, name, signal), timedOut])));
     return new Map(names.map((name, index) => [name, results[index]!]));
+  } catch (error) {
+    // A reader broke its promise not to reject: the batch is over, so the other reads stop too.
+    deadline.cancel();
+    throw error;
   } finally {
     deadline.clear();
   }
@@ -54,8 +58,9 @@ export class ApiConfigMapReader implements ConfigMapReader {
   }
 
   async #get(namespace: string, name: string, signal: AbortSignal): Promise<ConfigMapLookup> {
-    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps/${encodeURIComponent(name)}`;
     try {
+      // Inside the try: a name from an untrusted review can hold a lone surrogate, which encodeURIComponent refuses.
+      const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps/${encodeURIComponent(name)}`;
       const response = await this.#http.request('GET', path, { signal });
       if (response.status === 404) return { state: 'missing' };
       if (response.status !== 200) return { state: 'unreadable', reason: `HTTP ${response.status}` };

@@ -562,10 +562,15 @@ test('production install: the Dockerfile\'s build steps, then its ENTRYPOINT alo
       assert.equal(result.code, 0, `build step "${step}" failed:\n${result.stderr.slice(-2_000)}`);
       t.diagnostic(`build step "${step}": ${Math.round(performance.now() - started)} ms`);
     }
-    // The run stage: only what it copies from the build stage (paths there are under the build WORKDIR).
+    // The run stage: only what it copies from the build stage. The build stage's WORKDIR is buildDir here,
+    // the run stage's is dir; a path outside either WORKDIR is refused rather than written on this machine.
+    const under = (root: string, workdir: string, target: string): string => {
+      const relative = path.relative(workdir, path.resolve(workdir, target));
+      assert.ok(!relative.startsWith('..') && !path.isAbsolute(relative), `${target} is outside WORKDIR ${workdir}`);
+      return path.join(root, relative);
+    };
     for (const copy of image.run.copies) {
-      const from = path.join(buildDir, path.relative(image.build.workdir, copy.from));
-      cpSync(from, path.resolve(dir, copy.to), { recursive: true });
+      cpSync(under(buildDir, image.build.workdir, copy.from), under(dir, image.run.workdir, copy.to), { recursive: true });
     }
     const shippedFiles = readdirSync(dir).sort();
     t.diagnostic(`run stage holds: ${shippedFiles.map((file) => `${file} (${(lstatSync(path.join(dir, file)).size / 1024).toFixed(0)} KiB)`).join(', ')}`);

@@ -48,27 +48,40 @@ function byCodePoint(a: string, b: string): number {
   return left.length - right.length;
 }
 
-function referenceEncode(input: readonly VectorConfigMap[]): Buffer {
+/**
+ * Order by the bytes the text is encoded as (a lone surrogate becomes U+FFFD's bytes, as TextEncoder
+ * writes it): the same as byCodePoint for well-formed text, and what decides for any other.
+ */
+function byEncodedBytes(a: string, b: string): number {
+  const left = utf8(a);
+  const right = utf8(b);
+  for (let i = 0; i < Math.min(left.length, right.length); i++) {
+    if (left[i] !== right[i]) return left[i]! - right[i]!;
+  }
+  return left.length - right.length;
+}
+
+function referenceEncode(input: readonly VectorConfigMap[], order: (a: string, b: string) => number = byCodePoint): Buffer {
   const out: number[] = [];
   const text = (value: string): void => {
     out.push(...netstring(utf8(value)));
   };
   text('config-checksum.io/v1');
   text(String(input.length));
-  for (const configMap of [...input].sort((a, b) => byCodePoint(a.name, b.name))) {
+  for (const configMap of [...input].sort((a, b) => order(a.name, b.name))) {
     text(configMap.name);
     if (configMap.absent) {
       text('absent');
       continue;
     }
     text('present');
-    const data = [...(configMap.data ?? [])].sort(([a], [b]) => byCodePoint(a, b));
+    const data = [...(configMap.data ?? [])].sort(([a], [b]) => order(a, b));
     text(String(data.length));
     for (const [key, value] of data) {
       text(key);
       text(value);
     }
-    const binary = [...(configMap.binaryData ?? [])].sort(([a], [b]) => byCodePoint(a, b));
+    const binary = [...(configMap.binaryData ?? [])].sort(([a], [b]) => order(a, b));
     text(String(binary.length));
     for (const [key, bytes] of binary) {
       text(key);
@@ -199,7 +212,7 @@ describe('checksum v1 golden vectors', () => {
   }
 
   test('the product encodes every generated input as the reference encoder does (any Unicode text, any bytes)', () => {
-    // Well-formed strings only: Kubernetes stores UTF-8, so a lone surrogate never reaches the encoder.
+    // Well-formed strings here (all that Kubernetes stores); the next test covers lone surrogates.
     const unicode = fc.string({ unit: 'binary', maxLength: 12 }).filter((text) => text.isWellFormed());
     const present = fc.record({
       data: fc.uniqueArray(fc.tuple(unicode, unicode), { selector: ([key]) => key, maxLength: 6 }),
@@ -216,6 +229,21 @@ describe('checksum v1 golden vectors', () => {
         assert.equal(checksumV1(hashed), referenceSha256(input));
       }),
       { numRuns: 1_000 },
+    );
+  });
+
+  test('text that is not well-formed UTF-16 (lone surrogates, possible in an untrusted review) encodes as its UTF-8 bytes, ordered by them', () => {
+    // Names come from the review's pod template, which the API server validates only after mutation.
+    const tricky = fc.string({ unit: fc.constantFrom('\ud800', '\udbff', '\udc00', '\udfff', '\ud83d\ude00', '\ue000', '\ufffd', '\uffff', 'a', 'é'), maxLength: 4 });
+    const configMaps = fc.uniqueArray(
+      fc.tuple(tricky, fc.uniqueArray(fc.tuple(tricky, tricky), { selector: ([key]) => key, maxLength: 4 })).map(([name, data]): VectorConfigMap => ({ name, data })),
+      { selector: (configMap) => configMap.name, maxLength: 4 },
+    );
+    fc.assert(
+      fc.property(configMaps, (input) => {
+        assert.deepEqual(encodeV1(toHashed(input)), referenceEncode(input, byEncodedBytes));
+      }),
+      { numRuns: 2_000 },
     );
   });
 

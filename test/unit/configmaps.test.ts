@@ -74,6 +74,13 @@ describe('ApiConfigMapReader', () => {
     assert.deepEqual(await pending, { state: 'unreadable', reason: 'timeout' });
   });
 
+  test('a name no URL can carry (a lone surrogate from an untrusted review) is unreadable, not a rejection', async () => {
+    let requests = 0;
+    const reader = new ApiConfigMapReader(fakeHttp(async () => (requests++, response(200, {}))));
+    assert.deepEqual(await reader.read('shop', 'app\ud800', signal()), { state: 'unreadable', reason: 'URIError' });
+    assert.equal(requests, 0);
+  });
+
   test('errorCode never returns the message', () => {
     assert.equal(errorCode(Object.assign(new Error('GET https://secret/url'), { code: 'ETIMEDOUT' })), 'ETIMEDOUT');
     assert.equal(errorCode(new RangeError('x')), 'RangeError');
@@ -100,6 +107,18 @@ describe('readConfigMaps', () => {
     assert.equal(reader.calls, 3);
     for (const lookup of result.values()) assert.deepEqual(lookup, { state: 'unreadable', reason: 'timeout' });
   });
+});
+
+test('a reader that rejects ends the batch, and its other reads are aborted at once', async () => {
+  const hanging = new HangingReader();
+  const breaksItsPromise = {
+    read: (namespace: string, name: string, abort: AbortSignal): Promise<ConfigMapLookup> =>
+      name === 'bad' ? Promise.reject(new Error('defect')) : hanging.read(namespace, name, abort),
+  };
+  const signals: AbortSignal[] = [];
+  const recording = { read: (namespace: string, name: string, abort: AbortSignal) => (signals.push(abort), breaksItsPromise.read(namespace, name, abort)) };
+  await assert.rejects(readConfigMaps(recording, 'ns', ['a', 'bad'], 10_000), /defect/);
+  assert.ok(signals.length === 2 && signals.every((abort) => abort.aborted), 'the remaining read was told to stop');
 });
 
 test('the deadline holds even for a read that never looks at the abort signal', { timeout: 2000 }, async () => {

@@ -174,7 +174,11 @@ export async function runScale(_environment: Environment, webhook: BenchWebhook,
   return { options, memoryLimit: memoryLimitResult, createSeconds, floor: { bareNode: spread(bare), modulesLoaded: spread(loaded), modulesLoadedHwm: spread(loadedHwm), loadMs: spread(loadMs) }, repetitions, figures };
 }
 
-/** The idle process under the same node flags as the webhook (the image's plus the variant's), loading its program or nothing. */
+/**
+ * The idle process under the same node flags as the webhook (the image's plus the variant's), loading its
+ * program or nothing. Never under the memory limit: an idle process's few MiB of heap are far below any
+ * heap limit, so the limit cannot change its figure.
+ */
 async function idleFloor(program: readonly string[], nodeOptions: string, load?: 'bare'): Promise<{ rssBytes: number; vmHwmBytes: number; loadMs: number }> {
   const imageFlags = program.slice(0, -1);
   const child = forkChild<{ rssBytes: number; vmHwmBytes: number; loadMs: number }>('load/idle.mjs', load ?? program.at(-1), { nodeArgs: [...imageFlags, ...nodeOptions.split(' ').filter(Boolean)] });

@@ -5,6 +5,7 @@
 // Needs root and a writable memory controller (cgroup v1 memory.limit_in_bytes, or v2 memory.max);
 // elsewhere the caller is told why not and runs without it.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -28,39 +29,45 @@ export function shippedMemoryLimitBytes(): number {
 
 /** A fresh memory cgroup limited to `bytes`, below this process's own; or why one cannot be made here. */
 export function createMemoryLimit(bytes: number, name: string): MemoryLimit | { readonly unavailable: string } {
+  let cgroupDir: string | undefined;
+  const unavailable = (why: string): { unavailable: string } => {
+    if (cgroupDir) removeCgroup(cgroupDir);
+    return { unavailable: why };
+  };
   try {
     const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
     const v1 = lines.map((line) => /^\d+:memory:(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
     const v2 = lines.map((line) => /^0::(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
-    let cgroupDir: string;
     let limitFile: string;
     if (v1 !== undefined && existsSync('/sys/fs/cgroup/memory')) {
       cgroupDir = path.join('/sys/fs/cgroup/memory', v1, name);
       limitFile = 'memory.limit_in_bytes';
-    } else if (v2 !== undefined && readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').includes('memory')) {
+    } else if (v2 !== undefined && readFileSync(path.join('/sys/fs/cgroup', v2, 'cgroup.subtree_control'), 'utf8').includes('memory')) {
       cgroupDir = path.join('/sys/fs/cgroup', v2, name);
       limitFile = 'memory.max';
     } else {
-      return { unavailable: 'no memory cgroup controller' };
+      return unavailable('no memory cgroup controller available to this process');
     }
-    mkdirSync(cgroupDir, { recursive: true });
+    mkdirSync(cgroupDir);
     writeFileSync(path.join(cgroupDir, limitFile), String(bytes));
     const written = Number(readFileSync(path.join(cgroupDir, limitFile), 'utf8').trim());
-    if (written !== bytes) return { unavailable: `${limitFile} reads ${written} after writing ${bytes}` };
-    const procs = path.join(cgroupDir, 'cgroup.procs');
-    return {
-      bytes,
-      cgroupDir,
-      launcher: ['sh', '-c', `echo $$ > '${procs}' && exec "$@"`, 'sh'],
-      remove: () => {
-        try {
-          rmdirSync(cgroupDir);
-        } catch {
-          // still in use or already gone: the kernel keeps an empty cgroup harmlessly
-        }
-      },
-    };
+    if (written !== bytes) return unavailable(`${limitFile} reads ${written} after writing ${bytes}`);
+    // The path travels as an argument, not inside the script, so no quoting can break it.
+    const launcher = ['sh', '-c', 'echo $$ > "$1" && shift && exec "$@"', 'sh', path.join(cgroupDir, 'cgroup.procs')];
+    // Entering must work before a webhook depends on it (a v2 hierarchy can refuse a process here).
+    const probe = spawnSync(launcher[0]!, [...launcher.slice(1), 'true'], { encoding: 'utf8' });
+    if (probe.status !== 0) return unavailable(`entering the cgroup failed: ${probe.stderr.trim() || `exit ${probe.status}`}`);
+    const dir = cgroupDir;
+    return { bytes, cgroupDir: dir, launcher, remove: () => removeCgroup(dir) };
   } catch (error) {
-    return { unavailable: (error as Error).message };
+    return unavailable((error as Error).message);
+  }
+}
+
+function removeCgroup(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still in use or already gone: the kernel keeps an empty cgroup harmlessly
   }
 }

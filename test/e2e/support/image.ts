@@ -23,7 +23,12 @@ export interface ImageRecipe {
 
 /** Reads the two stages of the Dockerfile; throws when it is not the shape this harness can follow. */
 export function readImageRecipe(dockerfile = DOCKERFILE): ImageRecipe {
-  const stages = readFileSync(dockerfile, 'utf8').split(/^(?=FROM )/m).filter((stage) => stage.startsWith('FROM '));
+  const text = readFileSync(dockerfile, 'utf8');
+  // Shapes this reader would misread rather than follow: say so instead of running something else.
+  if (/\\\s*$/m.test(text)) throw new Error('the Dockerfile continues a line with "\\"; image.ts reads one instruction per line');
+  if (/^COPY --from=build\s+--/m.test(text)) throw new Error('a COPY --from=build with more flags; image.ts reads only "COPY --from=build <from> <to>"');
+  if (/^ENV \S+=\S*\s+\S+=/m.test(text)) throw new Error('an ENV with several assignments; image.ts reads one per line');
+  const stages = text.split(/^(?=FROM )/m).filter((stage) => stage.startsWith('FROM '));
   const buildStage = stages.find((stage) => /^FROM \S+ AS build\s*$/m.test(stage));
   const runStage = stages.at(-1);
   if (!buildStage || !runStage || runStage === buildStage) throw new Error('the Dockerfile has no "AS build" stage followed by a run stage');
@@ -36,10 +41,15 @@ export function readImageRecipe(dockerfile = DOCKERFILE): ImageRecipe {
     run: {
       workdir: lines(runStage, 'WORKDIR').at(-1) ?? '/',
       copies: lines(runStage, 'COPY --from=build').map((copy) => {
-        const [from, to] = copy.split(/\s+/);
-        return { from: from!, to: to! };
+        const [from, to, ...more] = copy.split(/\s+/);
+        if (!from?.startsWith('/') || !to || more.length > 0) throw new Error(`COPY --from=build ${copy}: expected an absolute source and one destination`);
+        return { from, to };
       }),
-      env: Object.fromEntries(lines(runStage, 'ENV').map((assignment) => assignment.split('=', 2) as [string, string])),
+      env: Object.fromEntries(lines(runStage, 'ENV').map((assignment) => {
+        const equals = assignment.indexOf('=');
+        if (equals <= 0) throw new Error(`ENV ${assignment}: expected NAME=value`);
+        return [assignment.slice(0, equals), assignment.slice(equals + 1)];
+      })),
       entrypoint: JSON.parse(entrypoint) as string[],
     },
   };
