@@ -9,7 +9,7 @@
 //
 //   npm run build -- <outfile>        (the Dockerfile runs `node src/build.ts /app/dist/main.mjs`)
 
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { build, type Metafile } from 'esbuild';
 
@@ -60,7 +60,7 @@ function bundledPackages(metafile: Metafile): string[] {
 function licenceNotice(packageDirs: readonly string[]): string {
   const sections = packageDirs.map((dir) => {
     const manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string; license?: string };
-    const licenceFile = existsSync(dir) ? readdirSync(dir).find((file) => /^(licen[cs]e|copying)(\.|$)/i.test(file)) : undefined;
+    const licenceFile = readdirSync(dir).find((file) => /^(licen[cs]e|copying)(\.|$)/i.test(file));
     const text = licenceFile ? readFileSync(path.join(dir, licenceFile), 'utf8').trim() : `(no licence file in the package; package.json says: ${manifest.license ?? 'nothing'})`;
     return `${manifest.name ?? dir}@${manifest.version ?? '?'} (${manifest.license ?? 'licence not stated'})\n\n${text}\n`;
   });

@@ -16,6 +16,7 @@ import { spawnLogged, stopGroup, tail } from '../controlplane/process.ts';
 import { copyGatewayExample, HelmTools, CHART_DIR } from './support/helm.ts';
 import { GiveUp, resourcePath, uniqueName, waitFor, type KubeObject } from './support/kube.ts';
 import { expectedChecksum, Scenario, sleep, SOURCES_ANNOTATION, templateChecksum } from './support/scenario.ts';
+import { logEntries } from './support/webhook.ts';
 
 const TIMEOUT = { timeout: 300_000 };
 const scenario = new Scenario();
@@ -134,7 +135,7 @@ async function runChartCommand(t: TestContext, namespace: string): Promise<void>
   try {
     const port = await waitFor('the chart-configured webhook to listen', async () => {
       if (child.exitStatus() !== undefined) throw new GiveUp(`exited (${child.exitStatus()}):\n${tail(logFile)}`);
-      const listening = logLines(logFile).find((line) => line['msg'] === 'listening');
+      const listening = logEntries(logFile).find((line) => line['msg'] === 'listening');
       return typeof listening?.['port'] === 'number' ? listening['port'] : undefined;
     }, { timeoutMs: 90_000, intervalMs: 200 });
     const secret = await scenario.client.get(`/api/v1/namespaces/${namespace}/secrets/${namespace}-tls`);
@@ -148,7 +149,7 @@ async function runChartCommand(t: TestContext, namespace: string): Promise<void>
       return found?.['spec']?.['holderIdentity'] === identity ? found : undefined;
     }, { timeoutMs: 60_000 });
     assert.ok(lease);
-    const refused = logLines(logFile).filter((line) => /forbidden|\b403\b/i.test(JSON.stringify(line)));
+    const refused = logEntries(logFile).filter((line) => /forbidden|\b403\b/i.test(JSON.stringify(line)));
     assert.deepEqual(refused, [], 'no request refused by RBAC');
     t.diagnostic(`chart command line as its ServiceAccount: ${chartArgs.join(' ')}`);
   } finally {
@@ -168,22 +169,6 @@ function readyz(port: number, ca: string): Promise<number> {
 
 // ---- the gateway example: two releases, one helmfile -----------------------------------------------------
 
-function logLines(logFile: string, offset = 0): KubeObject[] {
-  let text: string;
-  try {
-    text = readFileSync(logFile).subarray(offset).toString('utf8');
-  } catch {
-    return [];
-  }
-  return text.split('\n').filter((line) => line.startsWith('{')).flatMap((line) => {
-    try {
-      return [JSON.parse(line) as KubeObject];
-    } catch {
-      return [];
-    }
-  });
-}
-
 /** A position in the run's webhook log: what the webhook did about one namespace since then. */
 class WebhookLog {
   readonly #file = scenario.state.webhook.files.logFile;
@@ -195,12 +180,12 @@ class WebhookLog {
 
   /** Admissions of UPDATEs (not dry runs) of the Deployment `name`: writes someone sent for it. */
   updates(namespace: string, name: string): KubeObject[] {
-    return logLines(this.#file, this.#offset).filter((line) => line['msg'] === 'admission' && line['namespace'] === namespace && line['name'] === name && line['kind'] === 'Deployment' && line['operation'] === 'UPDATE' && line['dryRun'] !== true);
+    return logEntries(this.#file, this.#offset).filter((line) => line['msg'] === 'admission' && line['namespace'] === namespace && line['name'] === name && line['kind'] === 'Deployment' && line['operation'] === 'UPDATE' && line['dryRun'] !== true);
   }
 
   /** The watcher's own rollouts in `namespace`. */
   watcherRollouts(namespace: string): KubeObject[] {
-    return logLines(this.#file, this.#offset).filter((line) => line['msg'] === 'rolled out' && line['namespace'] === namespace);
+    return logEntries(this.#file, this.#offset).filter((line) => line['msg'] === 'rolled out' && line['namespace'] === namespace);
   }
 }
 

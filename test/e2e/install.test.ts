@@ -23,7 +23,6 @@ import {
   deleteTlsSecret,
   httpsGet,
   kubeconfigToken,
-  logEntries,
   pointRegistration,
   readTlsSecret,
   registeredConfiguration,
@@ -45,7 +44,7 @@ import {
 import { GiveUp, parseJsonStream, resourcePath, uniqueName, waitFor, type KubeObject } from './support/kube.ts';
 import { CHECKSUM_ANNOTATION, configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
 import { readImageRecipe } from './support/image.ts';
-import { renderOverlay, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './support/webhook.ts';
+import { logEntries, renderOverlay, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './support/webhook.ts';
 
 const scenario = new Scenario();
 after(() => scenario.close());

@@ -4,7 +4,7 @@
 // (node test/fuzz/run.ts <seconds> <seed>). Exit code 0 when the property held for the whole time.
 
 import fc from 'fast-check';
-import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget } from '../http/fuzz-properties.ts';
+import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget, warmUpBaseline } from '../http/fuzz-properties.ts';
 import { CANARY, call, gcHandle, mib, settledHeap, usedMemory } from '../http/hardening-support.ts';
 
 const seconds = Number(process.argv[2] ?? 300);
@@ -18,9 +18,7 @@ const gc = gcHandle();
 const target = await startFuzzTarget();
 let failed = false;
 try {
-  const warm = newTally();
-  for (const input of fc.sample(fuzzInput.filter((i) => i.category !== 'oversize'), { numRuns: 60, seed: 1 })) await checkOne(target, input, warm);
-  const baseline = await settledHeap(gc);
+  const baseline = await warmUpBaseline(target, gc);
   const tally = newTally();
   let peak = 0;
   let lastReport = performance.now();

@@ -15,7 +15,7 @@ import { BODY_LIMIT_BYTES } from '../../src/server/app.ts';
 import { startServer, type RunningServer } from '../../src/server/https.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { writeTls, type TlsMaterial } from './support.ts';
-import { call, CANARY, RecordingReader, traceParts, type Answer, type ScanningLog } from './hardening-support.ts';
+import { call, CANARY, RecordingReader, settledHeap, traceParts, type Answer, type ScanningLog } from './hardening-support.ts';
 import type { Metrics } from '../../src/telemetry/metrics.ts';
 
 export interface FuzzInput {
@@ -294,6 +294,16 @@ export interface Tally {
   bytes: number;
   slowestMs: number;
   slowestCategory: string;
+}
+
+/**
+ * Sends 60 fixed inputs (no oversize ones) and returns the settled heap after them: a baseline that holds
+ * what a serving process holds anyway (compiled code, TLS session, pools), for a heap-growth check.
+ */
+export async function warmUpBaseline(target: FuzzTarget, gc: () => void): Promise<number> {
+  const warm = newTally();
+  for (const input of fc.sample(fuzzInput.filter((i) => i.category !== 'oversize'), { numRuns: 60, seed: 1 })) await checkOne(target, input, warm);
+  return settledHeap(gc);
 }
 
 export function newTally(): Tally {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget, type FuzzTarget } from './fuzz-properties.ts';
+import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget, warmUpBaseline, type FuzzTarget } from './fuzz-properties.ts';
 import { CANARY, call, gcHandle, mib, MiB, settledHeap, usedMemory } from './hardening-support.ts';
 
 // CI budget for the random inputs; the whole file stays well under a minute.
@@ -31,10 +31,7 @@ describe('fuzzing POST /mutate over TLS', () => {
   });
 
   test('every input gets an AdmissionReview or a 4xx with a message; the server stays healthy; the heap returns near baseline', { timeout: (FUZZ_SECONDS + 90) * 1000 }, async (t) => {
-    // Warm-up, so the baseline holds what a serving process holds anyway (compiled code, TLS session, pools).
-    const warm = newTally();
-    for (const input of fc.sample(fuzzInput.filter((i) => i.category !== 'oversize'), { numRuns: 60, seed: 1 })) await checkOne(target, input, warm);
-    const baseline = await settledHeap(gc);
+    const baseline = await warmUpBaseline(target, gc);
 
     const tally = newTally();
     let peak = 0;

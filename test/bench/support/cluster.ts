@@ -3,11 +3,11 @@
 // restarting that webhook process with other flags, bulk creation, watch streams with arrival times,
 // and Prometheus text scraping.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { Environment } from '../../e2e/support/environment.ts';
 import { KubeClient, waitFor, type KubeObject } from '../../e2e/support/kube.ts';
-import { OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../e2e/support/webhook.ts';
+import { fileSize, logEntries, OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../e2e/support/webhook.ts';
 
 export const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 
@@ -88,17 +88,7 @@ export class BenchWebhook {
 
   /** JSON log lines the current process wrote so far. */
   logLines(): Array<Record<string, unknown>> {
-    const text = readFileSync(this.logFile).subarray(this.#logOffset).toString('utf8');
-    const lines: Array<Record<string, unknown>> = [];
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // a line being written
-      }
-    }
-    return lines;
+    return logEntries(this.logFile, this.#logOffset);
   }
 
   async metrics(): Promise<Metrics> {
@@ -107,14 +97,6 @@ export class BenchWebhook {
 
   async stop(): Promise<void> {
     await this.#process.stop();
-  }
-}
-
-function fileSize(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
   }
 }
 

@@ -11,7 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { spawnLogged, stopGroup, tail, type Registry } from '../../controlplane/process.ts';
 import type { E2EState } from './environment.ts';
 import { GiveUp, KubeClient, run, waitFor, type CommandResult, type KubeObject } from './kube.ts';
-import { localWebhookConfiguration, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './webhook.ts';
+import { localWebhookConfiguration, logEntries, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './webhook.ts';
 
 /** The only Secret the shipped Role lets the webhook read and update (manifests/base/rbac.yaml). */
 export const TLS_SECRET = 'config-checksum-webhook-tls';
@@ -88,26 +88,6 @@ export function selfManagedArgs(state: E2EState, port: number, timing: readonly 
     '--log-level', 'info',
     ...timing,
   ];
-}
-
-/** The JSON lines of a log file (pino), skipping anything else. */
-export function logEntries(logFile: string): Array<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = readFileSync(logFile, 'utf8');
-  } catch {
-    return [];
-  }
-  const entries: Array<Record<string, unknown>> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      entries.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // A line still being written.
-    }
-  }
-  return entries;
 }
 
 export interface LoggedStep {

@@ -127,25 +127,32 @@ export async function stopWebhookProcess(pid: number, registry?: Registry): Prom
 }
 
 function listeningPort(logFile: string, offset: number): number | undefined {
+  const port = logEntries(logFile, offset).find((entry) => entry['msg'] === 'listening' && typeof entry['port'] === 'number')?.['port'];
+  return port as number | undefined;
+}
+
+/** The JSON lines (pino) of a log file from byte `offset` on, skipping anything else; none when it does not exist. */
+export function logEntries(logFile: string, offset = 0): KubeObject[] {
   let text: string;
   try {
     text = readFileSync(logFile).subarray(offset).toString('utf8');
   } catch {
-    return undefined;
+    return [];
   }
+  const entries: KubeObject[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
     try {
-      const entry = JSON.parse(line) as { msg?: unknown; port?: unknown };
-      if (entry.msg === 'listening' && typeof entry.port === 'number') return entry.port;
+      entries.push(JSON.parse(line) as KubeObject);
     } catch {
       // A line still being written.
     }
   }
-  return undefined;
+  return entries;
 }
 
-function fileSize(file: string): number {
+/** Size of a file in bytes; 0 when it does not exist yet. */
+export function fileSize(file: string): number {
   try {
     return statSync(file).size;
   } catch {
