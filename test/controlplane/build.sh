@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real control plane used by the e2e tests and the local run: etcd, kube-apiserver,
-# kube-controller-manager and kubectl, plus the clients helm and helmfile, from the Go module proxy at
-# the versions pinned in test/controlplane/go/*/go.mod. Binaries go to a cache outside the repository,
-# keyed by versions (helm and helmfile in a directory of their own, linked into the control plane's, so
-# that pinning a new helm never rebuilds kube-apiserver), and a warm cache makes this a no-op.
-# Prints the control-plane directory (which holds all six) on its last line of stdout.
+# kube-controller-manager and kubectl, plus the clients helm (Helm 3), helm4 (Helm 4, server-side apply by
+# default) and helmfile, from the Go module proxy at the versions pinned in test/controlplane/go/*/go.mod.
+# Binaries go to a cache outside the repository, keyed by versions (the clients in directories of their
+# own, linked into the control plane's, so that pinning a new helm never rebuilds kube-apiserver), and a
+# warm cache makes this a no-op. Safe to run from two clones at once: one build holds a lock on the cache
+# while the other waits, and every build writes its own temporary files.
+# Prints the control-plane directory (which holds all seven) on its last line of stdout.
 #
 # Why wrapper modules: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
 # with local paths, which a dependent module cannot see; the wrapper replaces each with v0.Y.Z.
@@ -14,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 k8s_mod="$here/go/kubernetes"
 etcd_mod="$here/go/etcd"
 helm_mod="$here/go/helm"
+helm4_mod="$here/go/helm4"
 helmfile_mod="$here/go/helmfile"
 
 fail() { echo "control-plane build FAILED at step '$1': $2" >&2; exit 1; }
@@ -27,20 +30,32 @@ etcd_version=$(required_version go.etcd.io/etcd/server/v3 "$etcd_mod/go.mod")
 [ -n "$k8s_version" ] || fail "read versions" "$k8s_mod/go.mod does not require k8s.io/kubernetes"
 [ -n "$etcd_version" ] || fail "read versions" "$etcd_mod/go.mod does not require go.etcd.io/etcd/server/v3"
 helm_version=$(required_version helm.sh/helm/v3 "$helm_mod/go.mod")
+helm4_version=$(required_version helm.sh/helm/v4 "$helm4_mod/go.mod")
 helmfile_version=$(required_version github.com/helmfile/helmfile "$helmfile_mod/go.mod")
 [ -n "$helm_version" ] || fail "read versions" "$helm_mod/go.mod does not require helm.sh/helm/v3"
+[ -n "$helm4_version" ] || fail "read versions" "$helm4_mod/go.mod does not require helm.sh/helm/v4"
 [ -n "$helmfile_version" ] || fail "read versions" "$helmfile_mod/go.mod does not require github.com/helmfile/helmfile"
 go_version=$(go env GOVERSION)
 
 cache_root=${CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/config-checksum-webhook}
 bin="$cache_root/k8s-$k8s_version-etcd-$etcd_version-$go_version"
 clients="$cache_root/helm-$helm_version-helmfile-$helmfile_version-$go_version"
-binaries=(etcd kube-apiserver kube-controller-manager kubectl helm helmfile)
+helm4_dir="$cache_root/helm-$helm4_version-$go_version"
+binaries=(etcd kube-apiserver kube-controller-manager kubectl helm helm4 helmfile)
 
 all_present() { for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if all_present; then echo "$bin"; exit 0; fi
 
-mkdir -p "$bin" "$clients" || fail "create cache" "cannot create $bin and $clients"
+mkdir -p "$bin" "$clients" "$helm4_dir" || fail "create cache" "cannot create $bin, $clients and $helm4_dir"
+# One build at a time per cache: a second run (another clone, another test command) waits here, then
+# finds the binaries the first one built.
+command -v flock >/dev/null || fail "lock cache" "flock (util-linux) is not installed"
+exec 9>"$cache_root/.build.lock"
+if ! flock -n 9; then
+  echo "another control-plane build holds $cache_root/.build.lock; waiting for it" >&2
+  flock 9 || fail "lock cache" "cannot lock $cache_root/.build.lock"
+fi
+if all_present; then echo "$bin"; exit 0; fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 minor=$(echo "$k8s_version" | cut -d. -f2)
 version_flags="-s -w"
@@ -53,18 +68,22 @@ build() { # output dir, name, module dir, package, extra flags...
   local out=$1 name=$2 dir=$3 pkg=$4; shift 4
   [ -x "$out/$name" ] && return 0
   echo "building $name ($pkg) ..." >&2
-  local started=$SECONDS log="$out/$name.build.log"
-  if ! (cd "$dir" && go build -trimpath "$@" -o "$out/$name.tmp" "$pkg") >"$log" 2>&1; then
+  # Temporary output and log of this build only, renamed into place when complete.
+  local started=$SECONDS log="$out/$name.build.$$.log" tmp="$out/$name.tmp.$$"
+  if ! (cd "$dir" && go build -trimpath "$@" -o "$tmp" "$pkg") >"$log" 2>&1; then
     tail -n 30 "$log" >&2
+    rm -f "$tmp"
     fail "build $name" "go build $pkg failed (full log: $log)"
   fi
-  mv "$out/$name.tmp" "$out/$name"
+  mv "$tmp" "$out/$name"
+  mv "$log" "$out/$name.build.log"
   echo "built $name in $((SECONDS - started)) s" >&2
 }
 
 (cd "$etcd_mod" && go mod download) >&2 || fail "download etcd modules" "the Go module proxy did not serve the modules in $etcd_mod/go.sum"
 (cd "$k8s_mod" && go mod download) >&2 || fail "download kubernetes modules" "the Go module proxy did not serve the modules in $k8s_mod/go.sum"
 (cd "$helm_mod" && go mod download) >&2 || fail "download helm modules" "the Go module proxy did not serve the modules in $helm_mod/go.sum"
+(cd "$helm4_mod" && go mod download) >&2 || fail "download helm4 modules" "the Go module proxy did not serve the modules in $helm4_mod/go.sum"
 (cd "$helmfile_mod" && go mod download) >&2 || fail "download helmfile modules" "the Go module proxy did not serve the modules in $helmfile_mod/go.sum"
 
 build "$bin" etcd "$etcd_mod" go.etcd.io/etcd/server/v3
@@ -72,11 +91,14 @@ build "$bin" kube-apiserver "$k8s_mod" k8s.io/kubernetes/cmd/kube-apiserver -tag
 build "$bin" kube-controller-manager "$k8s_mod" k8s.io/kubernetes/cmd/kube-controller-manager -tags selinux,notest -ldflags "$version_flags"
 build "$bin" kubectl "$k8s_mod" k8s.io/kubernetes/cmd/kubectl -ldflags "$version_flags"
 build "$clients" helm "$helm_mod" helm.sh/helm/v3/cmd/helm -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+build "$helm4_dir" helm "$helm4_mod" helm.sh/helm/v4/cmd/helm -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$helm4_version"
 build "$clients" helmfile "$helmfile_mod" github.com/helmfile/helmfile -ldflags "-s -w -X go.szostok.io/version.version=$helmfile_version"
-ln -sf "$clients/helm" "$bin/helm" && ln -sf "$clients/helmfile" "$bin/helmfile" || fail "link clients" "cannot link helm and helmfile into $bin"
+ln -sf "$clients/helm" "$bin/helm" && ln -sf "$helm4_dir/helm" "$bin/helm4" && ln -sf "$clients/helmfile" "$bin/helmfile" \
+  || fail "link clients" "cannot link helm, helm4 and helmfile into $bin"
 
 "$bin/kube-apiserver" --version >&2 || fail "check kube-apiserver" "the built binary does not run"
 "$bin/etcd" --version >&2 || fail "check etcd" "the built binary does not run"
 "$bin/helm" version --short >&2 || fail "check helm" "the built binary does not run"
+"$bin/helm4" version --short >&2 || fail "check helm4" "the built binary does not run"
 "$bin/helmfile" --version >&2 || fail "check helmfile" "the built binary does not run"
 echo "$bin"
