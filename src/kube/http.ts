@@ -5,6 +5,7 @@
 import https from 'node:https';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
+import { FIELD_MANAGER, USER_AGENT } from '../product.ts';
 import { OperationalError } from '../telemetry/logger.ts';
 import { startDeadline } from './deadline.ts';
 
@@ -32,8 +33,15 @@ const MAX_SOCKETS = 32;
 // Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
+// Verbs that write: the API server records their field manager in managedFields.
+const WRITE_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
+
 export class KubeHttp {
   readonly server: URL;
+  /** The server URL's host as `https.request` takes it: an IPv6 address without its brackets. */
+  readonly #host: string;
+  /** A path prefix of the server URL (a proxy such as Rancher's `/k8s/clusters/<id>`), without a trailing slash. */
+  readonly #pathPrefix: string;
   readonly #kubeConfig: KubeConfig;
   readonly #agent: https.Agent;
   #options: Promise<https.RequestOptions> | undefined;
@@ -43,6 +51,8 @@ export class KubeHttp {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new OperationalError('the kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
+    this.#host = this.server.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.#pathPrefix = this.server.pathname.replace(/\/+$/, '');
     this.#kubeConfig = kubeConfig;
     // Idle sockets are kept up to the pool's size: a burst of reviews (3 reads each) needs many at once,
     // and closing the extras after each burst made the next burst pay new TLS handshakes (about 20% of
@@ -62,13 +72,14 @@ export class KubeHttp {
           ...base,
           agent: this.#agent,
           method,
-          host: this.server.hostname,
+          host: this.#host,
           port: this.server.port || 443,
-          path,
+          path: this.#pathPrefix + (WRITE_METHODS.has(method) ? withFieldManager(path) : path),
           signal,
           headers: {
             ...base.headers,
             accept: 'application/json',
+            'user-agent': USER_AGENT,
             ...(payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {}),
           },
         },
@@ -109,6 +120,11 @@ export class KubeHttp {
     }
     return this.#options;
   }
+}
+
+/** `path` with `fieldManager=config-checksum-webhook` added to its query. */
+export function withFieldManager(path: string): string {
+  return `${path}${path.includes('?') ? '&' : '?'}fieldManager=${FIELD_MANAGER}`;
 }
 
 /** The given kubeconfig file, else client-node's default chain: $KUBECONFIG, ~/.kube/config, in-cluster. */
