@@ -10,6 +10,8 @@ export const CONTRACT = Object.freeze({
   optOutAnnotation: 'config-checksum.io/inject',
   extraConfigMapsAnnotation: 'config-checksum.io/extra-configmaps',
   sourcesAnnotation: 'config-checksum.io/sources',
+  /** Written by the watcher on a workload's own metadata to ask the webhook for a recomputation (DESIGN section 2). */
+  requestedAnnotation: 'config-checksum.io/requested',
   defaultChecksumAnnotation: 'checksum/config',
 });
 
@@ -98,7 +100,15 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+/** Reads settings from flags, then environment, then defaults, with errors that name the setting. */
+interface SettingsReader {
+  raw(setting: Setting): string | undefined;
+  required(setting: Setting): string;
+  integer(setting: Setting, min: number, max: number): number;
+  boolean(setting: Setting): boolean;
+}
+
+function settingsReader(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): SettingsReader {
   const options = Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]));
   let flags: Record<string, string | boolean | undefined>;
   try {
@@ -130,41 +140,48 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     if (text !== 'true' && text !== 'false') throw new ConfigError(`--${setting.flag} (${setting.env}) must be true or false, got "${text}"`);
     return text === 'true';
   };
+  return { raw, required, integer, boolean };
+}
+
+/** The TLS mode and the certificate timings, checked against each other. */
+function certificateSettings(read: SettingsReader): Pick<Config, 'tlsMode' | 'certPollSeconds' | 'certPropagationSeconds' | 'caValiditySeconds' | 'certValiditySeconds'> {
+  const tlsMode = read.required(SETTINGS.tlsMode);
+  if (tlsMode !== 'files' && tlsMode !== 'self-managed') throw new ConfigError(`--${SETTINGS.tlsMode.flag} must be files or self-managed, got "${tlsMode}"`);
+  const certPollSeconds = read.integer(SETTINGS.certPollSeconds, 1, 3600);
+  const certPropagationSeconds = read.integer(SETTINGS.certPropagationSeconds, 1, 86_400);
+  // Every replica must have re-read the Secret before the next rotation step relies on it.
+  if (certPropagationSeconds <= certPollSeconds) {
+    throw new ConfigError(`--${SETTINGS.certPropagationSeconds.flag} (${certPropagationSeconds}) must be longer than --${SETTINGS.certPollSeconds.flag} (${certPollSeconds})`);
+  }
+  const caValiditySeconds = read.integer(SETTINGS.caValiditySeconds, 60, 20 * 365 * 86_400);
+  const certValiditySeconds = read.integer(SETTINGS.certValiditySeconds, 30, 20 * 365 * 86_400);
+  // A rotation (three steps) must fit in the third of a lifetime left when it starts.
+  if (certValiditySeconds / 3 <= 3 * certPropagationSeconds || caValiditySeconds / 3 <= 3 * certPropagationSeconds) {
+    throw new ConfigError(`certificate lifetimes must exceed 9 x --${SETTINGS.certPropagationSeconds.flag}`);
+  }
+  return { tlsMode, certPollSeconds, certPropagationSeconds, caValiditySeconds, certValiditySeconds };
+}
+
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const read = settingsReader(argv, env);
+  const { raw, required, integer, boolean } = read;
   const checksumAnnotation = required(SETTINGS.checksumAnnotation);
   if (!QUALIFIED_NAME.test(checksumAnnotation)) {
     throw new ConfigError(`--${SETTINGS.checksumAnnotation.flag} must be a valid annotation key (prefix/name), got "${checksumAnnotation}"`);
   }
   const logLevel = required(SETTINGS.logLevel);
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`--${SETTINGS.logLevel.flag} must be one of ${[...LOG_LEVELS].join(', ')}`);
-
-  const tlsMode = required(SETTINGS.tlsMode);
-  if (tlsMode !== 'files' && tlsMode !== 'self-managed') throw new ConfigError(`--${SETTINGS.tlsMode.flag} must be files or self-managed, got "${tlsMode}"`);
-  const certPollSeconds = integer(SETTINGS.certPollSeconds, 1, 3600);
-  const certPropagationSeconds = integer(SETTINGS.certPropagationSeconds, 1, 86_400);
-  // Every replica must have re-read the Secret before the next rotation step relies on it.
-  if (certPropagationSeconds <= certPollSeconds) {
-    throw new ConfigError(`--${SETTINGS.certPropagationSeconds.flag} (${certPropagationSeconds}) must be longer than --${SETTINGS.certPollSeconds.flag} (${certPollSeconds})`);
-  }
-  const caValiditySeconds = integer(SETTINGS.caValiditySeconds, 60, 20 * 365 * 86_400);
-  const certValiditySeconds = integer(SETTINGS.certValiditySeconds, 30, 20 * 365 * 86_400);
-  // A rotation (three steps) must fit in the third of a lifetime left when it starts.
-  if (certValiditySeconds / 3 <= 3 * certPropagationSeconds || caValiditySeconds / 3 <= 3 * certPropagationSeconds) {
-    throw new ConfigError(`certificate lifetimes must exceed 9 x --${SETTINGS.certPropagationSeconds.flag}`);
-  }
+  const certificates = certificateSettings(read);
 
   return Object.freeze({
     host: required(SETTINGS.host),
     port: integer(SETTINGS.port, 0, 65535),
-    tlsMode,
+    ...certificates,
     tlsCertFile: required(SETTINGS.tlsCertFile),
     tlsKeyFile: required(SETTINGS.tlsKeyFile),
     clientCaFile: raw(SETTINGS.clientCaFile),
     serviceName: required(SETTINGS.serviceName),
     tlsSecretName: required(SETTINGS.tlsSecretName),
-    caValiditySeconds,
-    certValiditySeconds,
-    certPropagationSeconds,
-    certPollSeconds,
     certExtraSans: (raw(SETTINGS.certExtraSans) ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''),
     kubeconfig: raw(SETTINGS.kubeconfig),
     checksumAnnotation,

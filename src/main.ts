@@ -3,15 +3,20 @@
 
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { ApiConfigMapReader } from './kube/configmaps.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ApiConfigMapReader, type ConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
+import { watcherApi } from './kube/watcher-api.ts';
+import { watchSource } from './kube/watch.ts';
+import { LeaderElector } from './watch/leader.ts';
+import { Reflector } from './watch/reflector.ts';
 import { Watcher } from './watch/watcher.ts';
 import { serviceDnsNames, type KeyPairPem } from './tls/certs.ts';
 import { SelfManagedCertificates } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
 import { startServer, type RunningServer } from './server/https.ts';
 import { createLogger, loggableError, type Logger } from './telemetry/logger.ts';
-import { createMetrics } from './telemetry/metrics.ts';
+import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 
 export interface Webhook {
   readonly server: RunningServer;
@@ -52,7 +57,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
   const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, tls, drainSeconds: config.drainSeconds });
   serveCertificate = (pair) => void server.setCertificate(pair);
-  const watcher = config.watch ? new Watcher(http, kubeConfig, reader, config, logger, metrics) : undefined;
+  const watcher = config.watch ? createWatcher(config, { http, kubeConfig, reader, logger, metrics }) : undefined;
   await watcher?.start();
   logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, watch: config.watch }, 'webhook started');
   return {
@@ -67,6 +72,20 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
       http.close();
     },
   };
+}
+
+/** The watcher on the real parts: API calls over `http`, list/watch reflectors, a Lease elector. */
+function createWatcher(config: Config, parts: { http: KubeHttp; kubeConfig: KubeConfig; reader: ConfigMapReader; logger: Logger; metrics: Metrics }): Watcher {
+  const { http, kubeConfig, reader, logger, metrics } = parts;
+  const watches = watchSource(kubeConfig);
+  return new Watcher({
+    api: watcherApi(http),
+    reader,
+    listWatch: (options, handlers) => new Reflector(http, watches, options, handlers),
+    leadership: (options) => new LeaderElector(http, options),
+    logger,
+    metrics,
+  }, config);
 }
 
 /** The process entry: flags and environment in, a running webhook until SIGTERM/SIGINT. */

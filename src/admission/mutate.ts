@@ -1,23 +1,19 @@
 // AdmissionRequest -> AdmissionResult for apps/v1 Deployment, StatefulSet and DaemonSet (DESIGN section 5).
-// Transport-free: the HTTP layer decodes and encodes; ConfigMaps come through a ConfigMapReader.
-// The rule that shapes every branch: allow always, and never let a failure change the checksum
-// (a changed checksum is a rollout).
+// Transport-free: the HTTP layer decodes and encodes; the decision is the one both paths make
+// (workload/decision.ts). What is admission's own: which requests are ours at all, the warnings users see,
+// and on fail-open keeping what an UPDATE dropped. The rule that shapes every branch: allow always, and
+// never let a failure change the checksum (a changed checksum is a rollout).
 
-import { computeChecksum, planChecksum, workloadParts, type ChecksumProblem } from '../checksum/compute.ts';
-import { asObject } from '../checksum/json.ts';
+import type { ChecksumProblem } from '../checksum/compute.ts';
 import { CONTRACT } from '../config.ts';
-import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
-import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from './patch.ts';
+import type { ConfigMapReader } from '../kube/configmaps.ts';
+import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from '../workload/annotations.ts';
+import { decideWorkload, type DecisionSettings, type WorkloadDecision } from '../workload/decision.ts';
+import { isWorkloadKind } from '../workload/kinds.ts';
 import { allowed, patched, type AdmissionRequest, type AdmissionResult } from './review.ts';
 import { warning } from './warnings.ts';
 
-export const WORKLOAD_KINDS: ReadonlySet<string> = new Set(['Deployment', 'StatefulSet', 'DaemonSet']);
-
-export interface MutateSettings {
-  readonly checksumAnnotation: string;
-  readonly maxConfigMaps: number;
-  readonly configMapReadTimeoutMs: number;
-}
+export type MutateSettings = DecisionSettings;
 
 /** Why the answer is what it is; one value per admission, used for the log line and metrics. */
 export type Outcome =
@@ -35,63 +31,49 @@ export interface Mutation {
 }
 
 export async function mutate(request: AdmissionRequest, reader: ConfigMapReader, settings: MutateSettings, timeoutMs = settings.configMapReadTimeoutMs): Promise<Mutation> {
-  const skip = (reason: string, result: AdmissionResult = allowed()): Mutation => ({ result, outcome: 'skipped', reason, checksumChanged: false, configMaps: 0 });
-
-  if (request.kind.group !== 'apps' || request.kind.version !== 'v1' || !WORKLOAD_KINDS.has(request.kind.kind)) return skip('not-a-workload');
-  if (request.subResource !== '') return skip('subresource');
-  if (request.operation !== 'CREATE' && request.operation !== 'UPDATE') return skip('operation');
-  if (request.namespace === '') return skip('no-namespace');
-  const parts = workloadParts(request.object);
-  if (!parts) return skip('no-pod-template');
-  const metadata = asObject(asObject(request.object)?.['metadata']);
-  // A workload being deleted (finalizers pending) must not roll.
-  if (metadata?.['deletionTimestamp'] !== undefined && metadata['deletionTimestamp'] !== null) return skip('deleting');
-  if (readAnnotation(request.object, WORKLOAD_METADATA, CONTRACT.optOutAnnotation) === 'false') return skip('opted-out');
-
-  const plan = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
-  if (plan.uses.length === 0) return skip('no-configmaps', allowed(plan.problems.map(warningFor)));
-
-  if (plan.uses.length > settings.maxConfigMaps) {
-    return failOpen(request, settings, 'too-many-configmaps', [
-      warning(`pod template consumes ${plan.uses.length} ConfigMaps, over the limit of ${settings.maxConfigMaps}; checksum left unchanged`),
-    ], plan.uses.length);
+  const notOurs = requestNotOurs(request);
+  if (notOurs) return skipped(notOurs);
+  // The API server's own deadline for this call, when shorter, bounds the reads too.
+  const readSettings = { ...settings, configMapReadTimeoutMs: Math.min(timeoutMs, settings.configMapReadTimeoutMs) };
+  const decision = await decideWorkload(request.object, request.namespace, reader, readSettings);
+  switch (decision.kind) {
+    case 'skip':
+      return skipped(decision.reason, allowed(decision.problems.map(warningFor)));
+    case 'fail-open':
+      return failOpen(request, settings, decision);
+    case 'computed': {
+      const warnings = decision.problems.map(warningFor);
+      // "Changed" compares with what runs now: the old object's value on UPDATE, nothing on CREATE.
+      const previous = request.operation === 'UPDATE' ? readAnnotation(request.oldObject, TEMPLATE_METADATA, settings.checksumAnnotation) : undefined;
+      return {
+        result: decision.operations.length > 0 ? patched(decision.operations, warnings) : allowed(warnings),
+        outcome: decision.operations.length > 0 ? 'patched' : 'unchanged',
+        reason: decision.problems.length > 0 ? 'computed-with-problems' : 'computed',
+        checksumChanged: previous !== decision.checksum,
+        configMaps: decision.configMaps,
+      };
+    }
   }
+}
 
-  const names = plan.uses.map((use) => use.name);
-  const lookups = await readConfigMaps(reader, request.namespace, names, Math.min(timeoutMs, settings.configMapReadTimeoutMs));
-  const computed = computeChecksum(plan, (name) => lookups.get(name) ?? { state: 'unreadable', reason: 'not read' });
+/** Requests that are not a CREATE or UPDATE of a namespaced apps/v1 workload itself. */
+function requestNotOurs(request: AdmissionRequest): string | undefined {
+  if (request.kind.group !== 'apps' || request.kind.version !== 'v1' || !isWorkloadKind(request.kind.kind)) return 'not-a-workload';
+  if (request.subResource !== '') return 'subresource';
+  if (request.operation !== 'CREATE' && request.operation !== 'UPDATE') return 'operation';
+  if (request.namespace === '') return 'no-namespace';
+  return undefined;
+}
 
-  if (computed.kind === 'unreadable') {
-    const first = computed.unreadable[0]!;
-    const more = computed.unreadable.length > 1 ? ` and ${computed.unreadable.length - 1} more` : '';
-    return failOpen(request, settings, 'configmap-unreadable', [
-      warning(`could not read ConfigMap "${first.name}"${more} (${first.reason}); checksum left unchanged, nothing rolls`),
-    ], names.length);
-  }
-
-  const warnings = computed.problems.map(warningFor);
-  const patch: PatchOperation[] = [];
-  const currentChecksum = readAnnotation(request.object, TEMPLATE_METADATA, settings.checksumAnnotation);
-  if (currentChecksum !== computed.checksum) patch.push(setAnnotation(request.object, TEMPLATE_METADATA, settings.checksumAnnotation, computed.checksum));
-  if (readAnnotation(request.object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation) !== computed.sources) {
-    patch.push(setAnnotation(request.object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources));
-  }
-  // "Changed" compares with what runs now: the old object's value on UPDATE, nothing on CREATE.
-  const previous = request.operation === 'UPDATE' ? readAnnotation(request.oldObject, TEMPLATE_METADATA, settings.checksumAnnotation) : undefined;
-  return {
-    result: patch.length > 0 ? patched(patch, warnings) : allowed(warnings),
-    outcome: patch.length > 0 ? 'patched' : 'unchanged',
-    reason: computed.problems.length > 0 ? 'computed-with-problems' : 'computed',
-    checksumChanged: previous !== computed.checksum,
-    configMaps: names.length,
-  };
+function skipped(reason: string, result: AdmissionResult = allowed()): Mutation {
+  return { result, outcome: 'skipped', reason, checksumChanged: false, configMaps: 0 };
 }
 
 /**
  * Nothing may change. One thing is still done: when an UPDATE dropped the checksum annotation (a full
  * replace by a tool that does not know it), the previous value is put back, or the drop itself would roll.
  */
-function failOpen(request: AdmissionRequest, settings: MutateSettings, reason: string, warnings: string[], configMaps: number): Mutation {
+function failOpen(request: AdmissionRequest, settings: MutateSettings, decision: Extract<WorkloadDecision, { kind: 'fail-open' }>): Mutation {
   const patch: PatchOperation[] = [];
   if (request.operation === 'UPDATE') {
     const keep = (path: readonly string[], key: string): void => {
@@ -101,7 +83,27 @@ function failOpen(request: AdmissionRequest, settings: MutateSettings, reason: s
     keep(TEMPLATE_METADATA, settings.checksumAnnotation);
     keep(WORKLOAD_METADATA, CONTRACT.sourcesAnnotation);
   }
-  return { result: patched(patch, warnings), outcome: 'fail-open', reason, checksumChanged: false, configMaps };
+  return { result: patched(patch, [failOpenWarning(decision, settings)]), outcome: 'fail-open', reason: decision.reason, checksumChanged: false, configMaps: decision.configMaps };
+}
+
+function failOpenWarning(decision: Extract<WorkloadDecision, { kind: 'fail-open' }>, settings: MutateSettings): string {
+  if (decision.reason === 'too-many-configmaps') {
+    return warning(`pod template consumes ${decision.configMaps} ConfigMaps, over the limit of ${settings.maxConfigMaps}; checksum left unchanged`);
+  }
+  const first = decision.unreadable[0]!;
+  const more = decision.unreadable.length > 1 ? ` and ${decision.unreadable.length - 1} more` : '';
+  return warning(`could not read ConfigMap "${first.name}"${more} (${first.reason}); checksum left unchanged, nothing rolls`);
+}
+
+/**
+ * True when this UPDATE is the watcher asking for a recomputation: it changed the workload's
+ * `config-checksum.io/requested` annotation (DESIGN section 2). Only for the log line; the decision is the
+ * same for every UPDATE.
+ */
+export function isRolloutRequest(request: AdmissionRequest): boolean {
+  if (request.operation !== 'UPDATE') return false;
+  const requested = readAnnotation(request.object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation);
+  return requested !== undefined && requested !== readAnnotation(request.oldObject, WORKLOAD_METADATA, CONTRACT.requestedAnnotation);
 }
 
 function warningFor(problem: ChecksumProblem): string {

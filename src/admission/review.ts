@@ -2,8 +2,8 @@
 // Every answer goes through allowed()/patched() and then complete(), which copies the uid and encodes the
 // patch, so no code path can forget the uid or send a patch without its patchType.
 
-import { asObject, asString } from '../checksum/json.ts';
-import type { PatchOperation } from './patch.ts';
+import { asObject, asString, type JsonObject } from '../util/json.ts';
+import type { PatchOperation } from '../workload/annotations.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -23,39 +23,33 @@ export interface AdmissionRequest {
   readonly object: unknown;
   readonly oldObject: unknown;
   readonly dryRun: boolean;
+  /** Who sent the write (userInfo.username), for the log line only; cut to MAX_USERNAME_LENGTH. */
+  readonly user: string;
 }
 
 export type DecodedReview = { readonly ok: true; readonly request: AdmissionRequest } | { readonly ok: false; readonly message: string };
 
 // The API server generates uids (a UUID); anything far longer is not from it.
 const MAX_UID_LENGTH = 128;
+// Kubernetes user names are short (system:serviceaccount:<ns>:<name> is under 330); the log keeps this much.
+const MAX_USERNAME_LENGTH = 330;
 
 /** Checks the envelope and the request fields we rely on; a failure is an HTTP 400 with this message. */
 export function decodeReview(body: unknown): DecodedReview {
-  const review = asObject(body);
-  if (!review) return { ok: false, message: 'body must be a JSON object (an AdmissionReview)' };
-  if (review['apiVersion'] !== ADMISSION_API_VERSION || review['kind'] !== 'AdmissionReview') {
-    return { ok: false, message: `expected apiVersion ${ADMISSION_API_VERSION} and kind AdmissionReview` };
-  }
-  const request = asObject(review['request']);
-  if (!request) return { ok: false, message: 'AdmissionReview has no request' };
+  const request = requestOf(body);
+  if (typeof request === 'string') return { ok: false, message: request };
   const uid = asString(request['uid']);
   if (!uid) return { ok: false, message: 'request.uid must be a non-empty string' };
   if (uid.length > MAX_UID_LENGTH) return { ok: false, message: `request.uid must be at most ${MAX_UID_LENGTH} characters` };
-  const kind = asObject(request['kind']);
-  const group = asString(kind?.['group']);
-  const version = asString(kind?.['version']);
-  const kindName = asString(kind?.['kind']);
-  if (group === undefined || version === undefined || kindName === undefined) {
-    return { ok: false, message: 'request.kind must have string group, version and kind' };
-  }
+  const kind = kindOf(request['kind']);
+  if (!kind) return { ok: false, message: 'request.kind must have string group, version and kind' };
   const operation = asString(request['operation']);
   if (operation === undefined) return { ok: false, message: 'request.operation must be a string' };
   return {
     ok: true,
     request: {
       uid,
-      kind: { group, version, kind: kindName },
+      kind,
       subResource: asString(request['subResource']) ?? '',
       name: asString(request['name']) ?? '',
       namespace: asString(request['namespace']) ?? '',
@@ -63,8 +57,32 @@ export function decodeReview(body: unknown): DecodedReview {
       object: request['object'],
       oldObject: request['oldObject'],
       dryRun: request['dryRun'] === true,
+      user: userOf(request['userInfo']),
     },
   };
+}
+
+function userOf(userInfo: unknown): string {
+  return (asString(asObject(userInfo)?.['username']) ?? '').slice(0, MAX_USERNAME_LENGTH);
+}
+
+/** The request of an AdmissionReview v1 envelope, or what is wrong with the envelope. */
+function requestOf(body: unknown): JsonObject | string {
+  const review = asObject(body);
+  if (!review) return 'body must be a JSON object (an AdmissionReview)';
+  if (review['apiVersion'] !== ADMISSION_API_VERSION || review['kind'] !== 'AdmissionReview') {
+    return `expected apiVersion ${ADMISSION_API_VERSION} and kind AdmissionReview`;
+  }
+  return asObject(review['request']) ?? 'AdmissionReview has no request';
+}
+
+function kindOf(value: unknown): GroupVersionKind | undefined {
+  const kind = asObject(value);
+  const group = asString(kind?.['group']);
+  const version = asString(kind?.['version']);
+  const kindName = asString(kind?.['kind']);
+  if (group === undefined || version === undefined || kindName === undefined) return undefined;
+  return { group, version, kind: kindName };
 }
 
 /** What the admission logic decided, before it is bound to a uid. This webhook never denies. */

@@ -2,7 +2,7 @@
 // Split in two so the caller can do the I/O in between: planChecksum says which ConfigMaps to read,
 // computeChecksum turns what was read into the annotation values.
 
-import { asObject, stringEntries, type JsonObject } from './json.ts';
+import { stringEntries, type JsonObject } from '../util/json.ts';
 import { checksumV1, type HashedConfigMap } from './encode.ts';
 import { collectReferences, mergeReferences, type ConfigMapUse, type ReferenceProblem } from './references.ts';
 
@@ -62,15 +62,18 @@ export function computeChecksum(plan: ChecksumPlan, lookup: (name: string) => Co
       continue;
     }
     const content = consumedContent(use, found.data, found.binaryData);
-    for (const key of use.requiredKeys) {
-      if (!content.data.has(key) && !content.binaryData.has(key)) problems.push({ kind: 'missing-key', name: use.name, key });
-    }
+    problems.push(...missingKeys(use, content));
     hashed.push({ name: use.name, content });
     sources.push(describeUse(use));
   }
 
   if (unreadable.length > 0) return { kind: 'unreadable', unreadable, problems };
   return { kind: 'computed', checksum: checksumV1(hashed), sources: boundedSources(sources), problems };
+}
+
+/** The keys a workload requires that the ConfigMap does not hold (in data or binaryData). */
+function missingKeys(use: ConfigMapUse, content: NonNullable<HashedConfigMap['content']>): ChecksumProblem[] {
+  return use.requiredKeys.filter((key) => !content.data.has(key) && !content.binaryData.has(key)).map((key) => ({ kind: 'missing-key', name: use.name, key }));
 }
 
 // The sources annotation explains; it must never be what makes the API server refuse a write (all
@@ -104,12 +107,4 @@ function consumedContent(use: ConfigMapUse, data: unknown, binaryData: unknown):
         .map(([key, base64]) => [key, Buffer.from(base64, 'base64')] as const),
     ),
   };
-}
-
-/** The pod template and annotations of an apps/v1 workload object, or undefined when it has no template. */
-export function workloadParts(workload: unknown): { template: JsonObject; annotations: JsonObject | undefined } | undefined {
-  const object = asObject(workload);
-  const template = asObject(asObject(object?.['spec'])?.['template']);
-  if (!template) return undefined;
-  return { template, annotations: asObject(asObject(object?.['metadata'])?.['annotations']) };
 }

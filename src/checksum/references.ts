@@ -1,6 +1,7 @@
 // What a pod template consumes from ConfigMaps (DESIGN section 4). Pure: no I/O, raw JSON in, plain data out.
 
-import { asArray, asObject, asString, ownString, type JsonObject } from './json.ts';
+import { asArray, asObject, asString, ownString, type JsonObject } from '../util/json.ts';
+import { compareUtf8 } from './encode.ts';
 
 export type ReferenceVia = 'env' | 'envFrom' | 'volume' | 'projected' | 'annotation';
 
@@ -51,45 +52,45 @@ export function collectReferences(
 ): CollectedReferences {
   const references: ConfigMapReference[] = [];
   const podSpec = asObject(asObject(podTemplate)?.['spec']);
-
   for (const listName of ['initContainers', 'containers'] as const) {
-    for (const container of asArray(podSpec?.[listName])) {
-      collectContainer(asObject(container), references);
-    }
+    for (const container of asArray(podSpec?.[listName])) collectContainer(asObject(container), references);
   }
-  for (const volume of asArray(podSpec?.['volumes'])) {
-    const volumeObject = asObject(volume);
-    collectConfigMapSource(asObject(volumeObject?.['configMap']), 'volume', references);
-    for (const source of asArray(asObject(volumeObject?.['projected'])?.['sources'])) {
-      collectConfigMapSource(asObject(asObject(source)?.['configMap']), 'projected', references);
-    }
-  }
-
+  for (const volume of asArray(podSpec?.['volumes'])) collectVolume(asObject(volume), references);
   const problems: ReferenceProblem[] = [];
-  const extra = ownString(workloadAnnotations, extraConfigMapsAnnotation);
-  if (extra !== undefined) {
-    for (const item of extra.split(',')) {
-      const name = item.trim();
-      if (name === '') continue;
-      if (CONFIGMAP_NAME.test(name)) references.push({ name, via: 'annotation', keys: 'all', optional: false });
-      else problems.push({ kind: 'invalid-extra-configmap', value: name });
-    }
-  }
+  collectExtra(ownString(workloadAnnotations, extraConfigMapsAnnotation), references, problems);
   return { references, problems };
 }
 
-function collectContainer(container: JsonObject | undefined, out: ConfigMapReference[]): void {
-  if (!container) return;
-  for (const envVar of asArray(container['env'])) {
-    const keyRef = asObject(asObject(asObject(envVar)?.['valueFrom'])?.['configMapKeyRef']);
-    const name = asString(keyRef?.['name']);
-    const key = asString(keyRef?.['key']);
-    if (name && key !== undefined) out.push({ name, via: 'env', keys: [key], optional: keyRef?.['optional'] === true });
+/** The extra-configmaps annotation: a comma-separated list of names in the workload's namespace. */
+function collectExtra(annotation: string | undefined, out: ConfigMapReference[], problems: ReferenceProblem[]): void {
+  for (const item of annotation?.split(',') ?? []) {
+    const name = item.trim();
+    if (name === '') continue;
+    if (CONFIGMAP_NAME.test(name)) out.push({ name, via: 'annotation', keys: 'all', optional: false });
+    else problems.push({ kind: 'invalid-extra-configmap', value: name });
   }
-  for (const envFrom of asArray(container['envFrom'])) {
-    const ref = asObject(asObject(envFrom)?.['configMapRef']);
-    const name = asString(ref?.['name']);
-    if (name) out.push({ name, via: 'envFrom', keys: 'all', optional: ref?.['optional'] === true });
+}
+
+function collectContainer(container: JsonObject | undefined, out: ConfigMapReference[]): void {
+  for (const envVar of asArray(container?.['env'])) collectKeyRef(asObject(asObject(asObject(envVar)?.['valueFrom'])?.['configMapKeyRef']), out);
+  for (const envFrom of asArray(container?.['envFrom'])) collectEnvFrom(asObject(asObject(envFrom)?.['configMapRef']), out);
+}
+
+function collectEnvFrom(ref: JsonObject | undefined, out: ConfigMapReference[]): void {
+  const name = asString(ref?.['name']);
+  if (name) out.push({ name, via: 'envFrom', keys: 'all', optional: ref?.['optional'] === true });
+}
+
+function collectKeyRef(keyRef: JsonObject | undefined, out: ConfigMapReference[]): void {
+  const name = asString(keyRef?.['name']);
+  const key = asString(keyRef?.['key']);
+  if (name && key !== undefined) out.push({ name, via: 'env', keys: [key], optional: keyRef?.['optional'] === true });
+}
+
+function collectVolume(volume: JsonObject | undefined, out: ConfigMapReference[]): void {
+  collectConfigMapSource(asObject(volume?.['configMap']), 'volume', out);
+  for (const source of asArray(asObject(volume?.['projected'])?.['sources'])) {
+    collectConfigMapSource(asObject(asObject(source)?.['configMap']), 'projected', out);
   }
 }
 
@@ -139,12 +140,4 @@ export function mergeReferences(references: readonly ConfigMapReference[]): Conf
       required: use.required,
       requiredKeys: [...use.requiredKeys].sort(compareUtf8),
     }));
-}
-
-/**
- * Orders strings by their UTF-8 bytes (equivalently, by code point), not by UTF-16 code units as
- * Array.prototype.sort does: the canonical encoding must not depend on the language that computes it.
- */
-export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }

@@ -6,7 +6,7 @@ import https from 'node:https';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import { FIELD_MANAGER, USER_AGENT } from '../product.ts';
-import { OperationalError } from '../telemetry/logger.ts';
+import { OperationalError } from '../util/errors.ts';
 import { startDeadline } from './deadline.ts';
 
 export interface KubeResponse {
@@ -133,4 +133,15 @@ export function loadKubeConfig(kubeconfigPath: string | undefined): KubeConfig {
   if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
   else kubeConfig.loadFromDefault();
   return kubeConfig;
+}
+
+/** An API call answered with a status its caller does not handle; the message names the call and the status only. */
+export class ApiError extends OperationalError {
+  override readonly name = 'ApiError';
+  readonly status: number;
+
+  constructor(what: string, status: number) {
+    super(`${what}: HTTP ${status}`);
+    this.status = status;
+  }
 }

@@ -1,17 +1,11 @@
 // API calls of the watch path: read a workload, patch its annotations under a resourceVersion
 // precondition, record Events. Paths and verbs here match the shipped RBAC (manifests/base/rbac.yaml).
 
-import type { PatchOperation } from '../admission/patch.ts';
-import { asObject, type JsonObject } from '../checksum/json.ts';
-import type { WorkloadKind, WorkloadRef } from '../watch/dependents.ts';
-import type { KubeHttp } from './http.ts';
-import { OperationalError } from '../telemetry/logger.ts';
-
-export const WORKLOAD_RESOURCES: Readonly<Record<WorkloadKind, string>> = {
-  Deployment: 'deployments',
-  StatefulSet: 'statefulsets',
-  DaemonSet: 'daemonsets',
-};
+import type { PatchOperation } from '../workload/annotations.ts';
+import { asObject, type JsonObject } from '../util/json.ts';
+import { WORKLOAD_RESOURCES, type WorkloadRef } from '../workload/kinds.ts';
+import { ApiError, type KubeHttp } from './http.ts';
+import { OperationalError } from '../util/errors.ts';
 
 function workloadPath(ref: WorkloadRef): string {
   return `/apis/apps/v1/namespaces/${encodeURIComponent(ref.namespace)}/${WORKLOAD_RESOURCES[ref.kind]}/${encodeURIComponent(ref.name)}`;
@@ -24,17 +18,26 @@ export async function getWorkload(http: KubeHttp, ref: WorkloadRef): Promise<Jso
   return asObject(response.json());
 }
 
+export type RolloutRequest =
+  | { readonly state: 'conflict' }
+  /** The workload as the API server stored it, after the webhook's admission of the request. */
+  | { readonly state: 'written'; readonly object: JsonObject };
+
 /**
- * Applies the operations only if the object is still at `resourceVersion` (a JSON Patch `test`), so a
- * write that raced ours is never overwritten with a checksum computed for an older template.
- * Returns false on a conflict (the caller re-reads and decides again).
+ * Asks the webhook to recompute a workload's checksum: one annotation on the workload's own metadata
+ * (`config-checksum.io/requested: <checksum>`), written only if the object is still at `resourceVersion`
+ * (a JSON Patch `test`), so a write that raced ours makes the caller read again and decide again. The
+ * pod template is never written here: the webhook sets the checksum inside this request's admission, so
+ * a server-side applier that owns `checksum/config` keeps owning it (DESIGN section 2).
  */
-export async function patchWorkload(http: KubeHttp, ref: WorkloadRef, resourceVersion: string, operations: readonly PatchOperation[]): Promise<boolean> {
-  const body = [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...operations];
+export async function requestRollout(http: KubeHttp, ref: WorkloadRef, resourceVersion: string, request: PatchOperation): Promise<RolloutRequest> {
+  const body = [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, request];
   const response = await http.request('PATCH', workloadPath(ref), { body, contentType: 'application/json-patch+json' });
-  if (response.status === 200) return true;
-  if (response.status === 409 || response.status === 422) return false;
-  throw new ApiError(`PATCH ${ref.kind} ${ref.namespace}/${ref.name}`, response.status);
+  if (response.status === 409 || response.status === 422) return { state: 'conflict' };
+  if (response.status !== 200) throw new ApiError(`PATCH ${ref.kind} ${ref.namespace}/${ref.name}`, response.status);
+  const object = asObject(response.json());
+  if (!object) throw new OperationalError(`PATCH ${ref.kind} ${ref.namespace}/${ref.name}: the response is not an object`);
+  return { state: 'written', object };
 }
 
 export interface EventSpec {
@@ -44,7 +47,11 @@ export interface EventSpec {
   readonly message: string;
 }
 
-export async function recordEvent(http: KubeHttp, ref: WorkloadRef, uid: string, event: EventSpec, component: string): Promise<void> {
+/** The Events' source and reporting component. */
+export const EVENT_COMPONENT = 'config-checksum-webhook';
+
+export async function recordEvent(http: KubeHttp, ref: WorkloadRef, uid: string, event: EventSpec): Promise<void> {
+  const component = EVENT_COMPONENT;
   const now = new Date().toISOString();
   const response = await http.request('POST', `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/events`, {
     body: {
@@ -63,21 +70,4 @@ export async function recordEvent(http: KubeHttp, ref: WorkloadRef, uid: string,
     },
   });
   if (response.status !== 201) throw new ApiError(`create Event on ${ref.kind} ${ref.namespace}/${ref.name}`, response.status);
-}
-
-export async function getWebhookConfiguration(http: KubeHttp, name: string): Promise<JsonObject | undefined> {
-  const response = await http.request('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(name)}`);
-  if (response.status === 404) return undefined;
-  if (response.status !== 200) throw new ApiError(`GET MutatingWebhookConfiguration ${name}`, response.status);
-  return asObject(response.json());
-}
-
-export class ApiError extends OperationalError {
-  override readonly name = 'ApiError';
-  readonly status: number;
-
-  constructor(what: string, status: number) {
-    super(`${what}: HTTP ${status}`);
-    this.status = status;
-  }
 }

@@ -1,12 +1,13 @@
 // The fastify app: routes, parsing and error mapping, no listen (tests drive it with inject() or put it
-// behind the TLS server in ./https.ts). HTTP concerns live here; the decision lives in admission/mutate.ts.
+// behind the TLS server in ./https.ts). Transport only: the route decodes and sends; one admission's work
+// (decision, fail-open on a defect, metrics, log line) is admission/handler.ts.
 
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type https from 'node:https';
-import { mutate, type MutateSettings } from '../admission/mutate.ts';
-import { complete, decodeReview, allowed, type AdmissionRequest } from '../admission/review.ts';
-import { warning } from '../admission/warnings.ts';
-import { asObject, asString } from '../checksum/json.ts';
+import { handleAdmission } from '../admission/handler.ts';
+import type { MutateSettings } from '../admission/mutate.ts';
+import { decodeReview } from '../admission/review.ts';
+import { asObject, asString } from '../util/json.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -76,40 +77,12 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
   });
 
   app.post('/mutate', async (request, reply) => {
-    const started = performance.now();
     const decoded = decodeReview(request.body);
     if (!decoded.ok) {
       parts.metrics.badRequests.inc({ status: '400' });
       return reply.code(400).send({ error: 'Bad Request', message: decoded.message });
     }
-    const review = decoded.request;
-    const log = parts.logger.child({ uid: review.uid, kind: review.kind.kind, namespace: review.namespace, name: workloadName(review), operation: review.operation });
-    let mutation;
-    try {
-      mutation = await mutate(review, parts.reader, parts.settings, deadlineFromQuery(request.query));
-    } catch (error) {
-      // A defect must not cost a deploy: answer allowed, change nothing, and make it loud in logs and metrics.
-      log.error({ err: loggableError(error) }, 'admission failed; allowed unchanged');
-      mutation = { result: allowed([warning('internal error; checksum left unchanged')]), outcome: 'fail-open' as const, reason: 'internal-error', checksumChanged: false, configMaps: 0 };
-    }
-    const seconds = (performance.now() - started) / 1000;
-    parts.metrics.admissions.inc({ kind: review.kind.kind, operation: review.operation, outcome: mutation.outcome, reason: mutation.reason });
-    parts.metrics.admissionDuration.observe({ outcome: mutation.outcome }, seconds);
-    if (mutation.checksumChanged) parts.metrics.checksumChanges.inc({ kind: review.kind.kind });
-    if (mutation.result.warnings.length > 0) parts.metrics.admissionWarnings.inc(mutation.result.warnings.length);
-    const line = {
-      outcome: mutation.outcome,
-      reason: mutation.reason,
-      dryRun: review.dryRun,
-      checksumChanged: mutation.checksumChanged,
-      patchOps: mutation.result.patch.length,
-      configMaps: mutation.configMaps,
-      warnings: mutation.result.warnings.length,
-      durationMs: Math.round(seconds * 1e6) / 1e3,
-    };
-    if (mutation.outcome === 'fail-open') log.warn(line, 'admission');
-    else log.info(line, 'admission');
-    return complete(review.uid, mutation.result);
+    return handleAdmission(decoded.request, parts, deadlineFromQuery(request.query));
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -127,12 +100,6 @@ export function deadlineFromQuery(query: unknown): number | undefined {
   if (!match) return undefined;
   const milliseconds = Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 's' ? 1000 : 60_000);
   return Math.max(50, milliseconds - DEADLINE_MARGIN_MS);
-}
-
-function workloadName(review: AdmissionRequest): string {
-  if (review.name) return review.name;
-  const metadata = asObject(asObject(review.object)?.['metadata']);
-  return asString(metadata?.['name']) ?? asString(metadata?.['generateName']) ?? '';
 }
 
 function clientErrorStatus(error: FastifyError): number {

@@ -3,6 +3,7 @@
 // carry an object or a ConfigMap value if someone logs carelessly in the future.
 
 import pino, { type Logger } from 'pino';
+import { OperationalError } from '../util/errors.ts';
 
 export type { Logger };
 
@@ -19,15 +20,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     },
     destination,
   );
-}
-
-/**
- * An error whose message this project wrote from names, paths and status codes only: safe to log as it
- * is. Other errors may quote what they failed on (a JSON.parse error quotes the body), so only their
- * name, code and stack frames are logged.
- */
-export class OperationalError extends Error {
-  override readonly name: string = 'OperationalError';
 }
 
 export interface LoggableError {

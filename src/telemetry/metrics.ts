@@ -15,6 +15,8 @@ export interface Metrics {
   readonly certificateReloads: Counter<'result'>;
   readonly watchRollouts: Counter<'kind'>;
   readonly watchSkipped: Counter<'reason'>;
+  readonly watchRetries: Counter;
+  readonly watchPending: Gauge;
   readonly watchErrors: Counter<'operation'>;
   readonly watchRestarts: Counter<'resource' | 'reason'>;
   readonly watchReaction: Histogram;
@@ -80,7 +82,7 @@ export function createMetrics(): Metrics {
     }),
     watchRollouts: new Counter({
       name: 'config_checksum_watch_rollouts_total',
-      help: 'Workloads the watcher patched because a consumed ConfigMap changed (each is a rollout).',
+      help: 'Workloads rolled at the watcher\'s request because a consumed ConfigMap changed (the webhook set the new checksum in the request; each is a rollout).',
       labelNames: ['kind'],
       registers,
     }),
@@ -88,6 +90,16 @@ export function createMetrics(): Metrics {
       name: 'config_checksum_watch_skipped_total',
       help: 'ConfigMap changes or checks that led to no rollout, by reason (metadata-only, unconsumed-key, up-to-date, no-checksum, ...).',
       labelNames: ['reason'],
+      registers,
+    }),
+    watchRetries: new Counter({
+      name: 'config_checksum_watch_retries_total',
+      help: 'Rollout requests that did not land (API server or webhook unavailable, the webhook failed open) and were scheduled again.',
+      registers,
+    }),
+    watchPending: new Gauge({
+      name: 'config_checksum_watch_pending_rollouts',
+      help: 'Workloads whose rollout request did not land yet and waits for its next attempt.',
       registers,
     }),
     watchErrors: new Counter({
@@ -104,7 +116,7 @@ export function createMetrics(): Metrics {
     }),
     watchReaction: new Histogram({
       name: 'config_checksum_watch_reaction_seconds',
-      help: 'From the first ConfigMap change seen to the workload patched (includes the coalescing window).',
+      help: 'From the first ConfigMap change seen to the rollout done by the webhook in the watcher\'s request (includes the coalescing window and any retries).',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60],
       registers,
     }),

@@ -47,22 +47,28 @@ export function nextCertificateState(current: CertificateState | undefined, now:
     const ca = createCertificateAuthority('config-checksum-webhook CA', settings.caValidityMs, now);
     return { step: 'created', state: { ca, bundle: ca.certificate, leaf: issueLeaf(ca, settings, now), bundleChangedAt: now, leafIssuedAt: now } };
   }
-  const bundleCertificates = splitPem(current.bundle);
-  const leafFromCurrentCa = issuedBy(current.leaf.certificate, current.ca.certificate);
+  // Mid-rotation: the new CA is in the bundle and the leaf still comes from the old one.
+  if (!issuedBy(current.leaf.certificate, current.ca.certificate)) return leafToNewCa(current, now, settings, bundlePublished);
+  return nextFromSettledLeaf(current, now, settings);
+}
 
+/** Step 2: the leaf moves to the new CA once the wider bundle has been published and has propagated. */
+function leafToNewCa(current: CertificateState, now: number, settings: AuthoritySettings, bundlePublished: boolean): NextState {
+  if (bundlePublished && now - current.bundleChangedAt >= settings.propagationMs) {
+    return { step: 'leaf-from-new-ca', state: { ...current, leaf: issueLeaf(current.ca, settings, now), leafIssuedAt: now } };
+  }
+  return { step: 'none', state: current };
+}
+
+/** The leaf comes from the current CA: finish a rotation, start one, or renew the leaf. */
+function nextFromSettledLeaf(current: CertificateState, now: number, settings: AuthoritySettings): NextState {
+  const twoCas = splitPem(current.bundle).length > 1;
   // Step 3: the old CA leaves once the new leaf has been out long enough.
-  if (leafFromCurrentCa && bundleCertificates.length > 1 && now - current.leafIssuedAt >= settings.propagationMs) {
+  if (twoCas && now - current.leafIssuedAt >= settings.propagationMs) {
     return { step: 'old-ca-removed', state: { ...current, bundle: current.ca.certificate, bundleChangedAt: now } };
   }
-  // Step 2: the leaf moves to the new CA once the wider bundle has propagated.
-  if (!leafFromCurrentCa) {
-    if (bundlePublished && now - current.bundleChangedAt >= settings.propagationMs) {
-      return { step: 'leaf-from-new-ca', state: { ...current, leaf: issueLeaf(current.ca, settings, now), leafIssuedAt: now } };
-    }
-    return { step: 'none', state: current };
-  }
   // Step 1: a new CA joins the bundle beside the current one.
-  if (isDue(current.ca.certificate, settings.caValidityMs, now) && bundleCertificates.length === 1) {
+  if (!twoCas && isDue(current.ca.certificate, settings.caValidityMs, now)) {
     const ca = createCertificateAuthority('config-checksum-webhook CA', settings.caValidityMs, now);
     return { step: 'ca-added', state: { ...current, ca, bundle: `${ca.certificate.trim()}\n${current.ca.certificate.trim()}\n`, bundleChangedAt: now } };
   }

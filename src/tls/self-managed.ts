@@ -4,9 +4,12 @@
 // this loop; writes carry the object's resourceVersion, so replicas starting together agree on one
 // Secret (the loser of a create or update race re-reads and adopts the winner's).
 
-import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
+import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
-import { loggableError, OperationalError, type Logger } from '../telemetry/logger.ts';
+import { getSecret, writeSecret, type SecretName } from '../kube/secrets.ts';
+import { getWebhookConfiguration, patchCaBundles } from '../kube/webhook-configuration.ts';
+import { loggableError, type Logger } from '../telemetry/logger.ts';
+import { OperationalError } from '../util/errors.ts';
 import type { KeyPairPem } from './certs.ts';
 import { nextCertificateState, type AuthoritySettings, type CertificateState } from './authority.ts';
 
@@ -98,15 +101,9 @@ export class SelfManagedCertificates {
     }, this.#options.pollMs);
   }
 
-  #secretPath(name = ''): string {
-    return `/api/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/secrets${name ? `/${encodeURIComponent(name)}` : ''}`;
-  }
-
   async #readSecret(): Promise<{ object: JsonObject | undefined; state: CertificateState | undefined }> {
-    const response = await this.#http.request('GET', this.#secretPath(this.#options.secretName));
-    if (response.status === 404) return { object: undefined, state: undefined };
-    if (response.status !== 200) throw new OperationalError(`GET Secret ${this.#options.secretName}: HTTP ${response.status}`);
-    const object = asObject(response.json());
+    const object = await getSecret(this.#http, this.#secretName());
+    if (!object) return { object: undefined, state: undefined };
     const data = asObject(object?.['data']);
     const annotations = asObject(asObject(object?.['metadata'])?.['annotations']);
     const text = (key: string): string => Buffer.from(asString(data?.[key]) ?? '', 'base64').toString('utf8');
@@ -143,35 +140,28 @@ export class SelfManagedCertificates {
           .map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
       ),
     };
-    const response = existing
-      ? await this.#http.request('PUT', this.#secretPath(this.#options.secretName), { body })
-      : await this.#http.request('POST', this.#secretPath(), { body });
-    if (response.status === 200 || response.status === 201) return true;
-    if (response.status === 409) return false;
-    throw new OperationalError(`${existing ? 'update' : 'create'} Secret ${this.#options.secretName}: HTTP ${response.status}`);
+    return writeSecret(this.#http, this.#secretName(), body, existing !== undefined);
+  }
+
+  #secretName(): SecretName {
+    return { namespace: this.#options.namespace, name: this.#options.secretName };
   }
 
   async #readConfiguration(): Promise<JsonObject> {
-    const response = await this.#http.request('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(this.#options.webhookConfigurationName)}`);
-    if (response.status !== 200) throw new OperationalError(`GET MutatingWebhookConfiguration ${this.#options.webhookConfigurationName}: HTTP ${response.status}`);
-    return asObject(response.json()) ?? {};
+    const configuration = await getWebhookConfiguration(this.#http, this.#options.webhookConfigurationName);
+    if (!configuration) throw new OperationalError(`MutatingWebhookConfiguration ${this.#options.webhookConfigurationName} not found`);
+    return configuration;
   }
 
   /** Writes the bundle into every webhook's caBundle, only when it differs. */
   async #publish(configuration: JsonObject, bundle: string): Promise<void> {
     const encoded = Buffer.from(bundle).toString('base64');
     const webhooks = asArray(configuration['webhooks']);
-    const operations = webhooks.flatMap((webhook, index) =>
-      asString(asObject(asObject(webhook)?.['clientConfig'])?.['caBundle']) === encoded ? [] : [{ op: 'add', path: `/webhooks/${index}/clientConfig/caBundle`, value: encoded }],
-    );
-    if (operations.length > 0) {
+    const stale = webhooks.flatMap((webhook, index) => (asString(asObject(asObject(webhook)?.['clientConfig'])?.['caBundle']) === encoded ? [] : [index]));
+    if (stale.length > 0) {
       const resourceVersion = asString(asObject(configuration['metadata'])?.['resourceVersion']);
-      const response = await this.#http.request('PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(this.#options.webhookConfigurationName)}`, {
-        body: [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...operations],
-        contentType: 'application/json-patch+json',
-      });
-      if (response.status !== 200) throw new OperationalError(`patch caBundle: HTTP ${response.status}`);
-      this.#log.info({ webhooks: operations.length }, 'caBundle published');
+      await patchCaBundles(this.#http, { name: this.#options.webhookConfigurationName, resourceVersion }, stale, encoded);
+      this.#log.info({ webhooks: stale.length }, 'caBundle published');
     }
     this.#published = true;
   }

@@ -1,27 +1,17 @@
 // The index from a ConfigMap to the workloads that consume it, with the keys they consume. Built from the
 // workload watch; holds names and key lists only.
 
-import { planChecksum, workloadParts } from '../checksum/compute.ts';
-import { asObject, asString, type JsonObject } from '../checksum/json.ts';
+import { planChecksum } from '../checksum/compute.ts';
+import { type JsonObject } from '../util/json.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
 import { CONTRACT } from '../config.ts';
-
-export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
-
-export interface WorkloadRef {
-  readonly kind: WorkloadKind;
-  readonly namespace: string;
-  readonly name: string;
-}
+import { readAnnotation, TEMPLATE_METADATA } from '../workload/annotations.ts';
+import { metadataString, workloadKey, workloadParts, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 
 export interface IndexedWorkload extends WorkloadRef {
   readonly uses: readonly ConfigMapUse[];
   /** Whether the pod template carries a checksum: workloads without one are never rolled by the watcher. */
   readonly hasChecksum: boolean;
-}
-
-export function workloadKey(ref: WorkloadRef): string {
-  return `${ref.kind}/${ref.namespace}/${ref.name}`;
 }
 
 export function configMapKey(namespace: string, name: string): string {
@@ -38,17 +28,15 @@ export class DependencyIndex {
   }
 
   upsert(kind: WorkloadKind, object: JsonObject): void {
-    const metadata = asObject(object['metadata']);
-    const namespace = asString(metadata?.['namespace']);
-    const name = asString(metadata?.['name']);
+    const namespace = metadataString(object, 'namespace');
+    const name = metadataString(object, 'name');
     const parts = workloadParts(object);
     if (!namespace || !name || !parts) return;
     const ref = { kind, namespace, name };
     this.remove(ref);
     const { uses } = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
     if (uses.length === 0) return;
-    const templateAnnotations = asObject(asObject(parts.template['metadata'])?.['annotations']);
-    const hasChecksum = typeof templateAnnotations?.[this.#checksumAnnotation] === 'string';
+    const hasChecksum = readAnnotation(object, TEMPLATE_METADATA, this.#checksumAnnotation) !== undefined;
     const key = workloadKey(ref);
     this.#workloads.set(key, { ...ref, uses, hasChecksum });
     for (const use of uses) {

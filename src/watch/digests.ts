@@ -3,7 +3,7 @@
 // same ConfigMap is left alone.
 
 import { createHash } from 'node:crypto';
-import { stringEntries, type JsonObject } from '../checksum/json.ts';
+import { stringEntries, type JsonObject } from '../util/json.ts';
 
 /** 'd:<key>' for data, 'b:<key>' for binaryData (the two maps stay distinct), to a digest of the value. */
 export type KeyDigests = ReadonlyMap<string, string>;

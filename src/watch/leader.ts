@@ -3,9 +3,9 @@
 // from when this process last saw the record change, never by comparing clocks across machines.
 // Writes use the Lease's resourceVersion, so two candidates cannot both win (optimistic concurrency).
 
-import { asObject, asString, type JsonObject } from '../checksum/json.ts';
+import { asObject, asString, type JsonObject } from '../util/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
-import { OperationalError } from '../telemetry/logger.ts';
+import { createLease, getLease, updateLease } from '../kube/leases.ts';
 
 export interface LeaderOptions {
   readonly namespace: string;
@@ -64,50 +64,42 @@ export class LeaderElector {
   }
 
   async #tryAcquireOrRenew(): Promise<void> {
-    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/leases`;
     // A call slower than one retry period counts as failed: a leader must notice in time to step down.
     const timeoutMs = this.#options.retryPeriodMs;
-    const response = await this.#http.request('GET', `${path}/${encodeURIComponent(this.#options.name)}`, { timeoutMs });
+    const lease = await getLease(this.#http, this.#options, timeoutMs);
     const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'); // MicroTime
     const ours = { holderIdentity: this.#options.identity, leaseDurationSeconds: this.#options.leaseDurationSeconds, renewTime: now };
 
-    if (response.status === 404) {
-      const created = await this.#http.request('POST', path, {
-        timeoutMs,
-        body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.#options.name, namespace: this.#options.namespace }, spec: { ...ours, acquireTime: now, leaseTransitions: 0 } },
-      });
-      if (created.status === 201) this.#won();
+    if (!lease) {
+      if (await createLease(this.#http, this.#options, { ...ours, acquireTime: now, leaseTransitions: 0 }, timeoutMs)) this.#won();
       return;
     }
-    if (response.status !== 200) throw new OperationalError(`GET lease: HTTP ${response.status}`);
-    const lease = asObject(response.json()) ?? {};
     const spec = asObject(lease['spec']) ?? {};
     const holder = asString(spec['holderIdentity']) ?? '';
+    const mine = holder === this.#options.identity;
+    if (!mine && !this.#expired(spec, holder)) return this.#lost();
+    const taken = mine ? {} : { acquireTime: now, leaseTransitions: (Number(spec['leaseTransitions']) || 0) + 1 };
+    const renewed = await updateLease(this.#http, this.#options, { ...lease, spec: { ...spec, ...ours, ...taken } } satisfies JsonObject, timeoutMs);
+    if (renewed) this.#won();
+    else this.#lost();
+  }
+
+  #lost(): void {
+    if (this.#leading) this.#setLeading(false);
+  }
+
+  /**
+   * Whether the record has not changed for a lease duration, judged by this process's clock from when it
+   * last saw the record change (never by comparing clocks across machines), or has no holder.
+   */
+  #expired(spec: JsonObject, holder: string): boolean {
     const record = `${holder}|${asString(spec['renewTime']) ?? ''}`;
     if (record !== this.#observedRecord) {
       this.#observedRecord = record;
       this.#observedAt = performance.now();
     }
     const durationMs = (Number(spec['leaseDurationSeconds']) || this.#options.leaseDurationSeconds) * 1000;
-    const expired = holder === '' || performance.now() - this.#observedAt > durationMs;
-    if (holder !== this.#options.identity && !expired) {
-      if (this.#leading) this.#setLeading(false);
-      return;
-    }
-    const transitions = Number(spec['leaseTransitions']) || 0;
-    const updated = await this.#http.request('PUT', `${path}/${encodeURIComponent(this.#options.name)}`, {
-      timeoutMs,
-      body: {
-        ...lease,
-        spec: {
-          ...spec,
-          ...ours,
-          ...(holder === this.#options.identity ? {} : { acquireTime: now, leaseTransitions: transitions + 1 }),
-        },
-      } satisfies JsonObject,
-    });
-    if (updated.status === 200) this.#won();
-    else if (updated.status === 409 && this.#leading) this.#setLeading(false);
+    return holder === '' || performance.now() - this.#observedAt > durationMs;
   }
 
   #won(): void {
@@ -116,13 +108,10 @@ export class LeaderElector {
   }
 
   async #release(): Promise<void> {
-    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/leases/${encodeURIComponent(this.#options.name)}`;
-    const response = await this.#http.request('GET', path);
-    if (response.status !== 200) return;
-    const lease = asObject(response.json()) ?? {};
-    const spec = asObject(lease['spec']) ?? {};
-    if (spec['holderIdentity'] !== this.#options.identity) return;
-    await this.#http.request('PUT', path, { body: { ...lease, spec: { ...spec, holderIdentity: '', leaseDurationSeconds: 1 } } });
+    const lease = await getLease(this.#http, this.#options);
+    const spec = asObject(lease?.['spec']) ?? {};
+    if (!lease || spec['holderIdentity'] !== this.#options.identity) return;
+    await updateLease(this.#http, this.#options, { ...lease, spec: { ...spec, holderIdentity: '', leaseDurationSeconds: 1 } });
   }
 
   #setLeading(leading: boolean): void {

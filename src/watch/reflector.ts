@@ -3,13 +3,15 @@
 // other failure. Handlers receive raw JSON objects; nothing is cached here beyond the keys that exist,
 // which a relist needs to notice objects deleted while no watch was open.
 //
-// The watch stream itself is client-node's Watch, whose inactivity timeout (30 s) also serves as the
-// watchdog for a silently dead connection: a quiet watch is re-opened from the last resourceVersion.
+// Pages come from kube/list.ts and the stream from kube/watch.ts (client-node's Watch, whose inactivity
+// timeout is the watchdog for a silently dead connection: a quiet watch is re-opened from the last
+// resourceVersion).
 
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
-import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
 import type { KubeHttp } from '../kube/http.ts';
-import { OperationalError } from '../telemetry/logger.ts';
+import { GoneError, listPage } from '../kube/list.ts';
+import type { WatchSource } from '../kube/watch.ts';
+import { OperationalError } from '../util/errors.ts';
+import { asObject, asString, type JsonObject } from '../util/json.ts';
 
 export interface ReflectorHandlers {
   upsert(object: JsonObject): void;
@@ -35,13 +37,9 @@ const WATCH_TIMEOUT_SECONDS = 300;
 // A watch open this long without an event still counts as working (a quiet resource).
 const WORKING_WATCH_MS = 5_000;
 
-class GoneError extends OperationalError {
-  override readonly name = 'GoneError';
-}
-
 export class Reflector {
   readonly #http: KubeHttp;
-  readonly #watch: Watch;
+  readonly #watch: WatchSource;
   readonly #options: ReflectorOptions;
   readonly #handlers: ReflectorHandlers;
   readonly #known = new Map<string, JsonObject>();
@@ -51,9 +49,9 @@ export class Reflector {
   #synced = false;
   #wake: (() => void) | undefined;
 
-  constructor(http: KubeHttp, kubeConfig: KubeConfig, options: ReflectorOptions, handlers: ReflectorHandlers) {
+  constructor(http: KubeHttp, watch: WatchSource, options: ReflectorOptions, handlers: ReflectorHandlers) {
     this.#http = http;
-    this.#watch = new Watch(kubeConfig);
+    this.#watch = watch;
     this.#options = options;
     this.#handlers = handlers;
   }
@@ -75,28 +73,12 @@ export class Reflector {
   async #run(): Promise<void> {
     let backoff = BACKOFF_INITIAL_MS;
     while (!this.#stopped) {
-      try {
-        if (this.#resourceVersion === undefined) {
-          await this.#list();
-          backoff = BACKOFF_INITIAL_MS;
-        }
-        const { reason, worked } = await this.#watchOnce();
-        if (reason !== 'ended') this.#options.onRestart?.(reason);
-        // Only a watch that worked resets the backoff; one that ends at once with nothing (a proxy or
-        // an API server closing it) is retried like a failure, or it would be retried in a tight loop.
-        if (worked) {
-          backoff = BACKOFF_INITIAL_MS;
-          continue;
-        }
-      } catch (error) {
-        if (this.#stopped) return;
-        if (error instanceof GoneError) {
-          this.#resourceVersion = undefined;
-          this.#options.onRestart?.('expired');
-          continue;
-        }
-        this.#options.onRestart?.('error');
-        this.#options.onError?.(error);
+      const attempt = await this.#attempt();
+      if (attempt === 'stopped') return;
+      if (attempt === 'relist') continue;
+      if (attempt === 'worked') {
+        backoff = BACKOFF_INITIAL_MS;
+        continue;
       }
       // Full jitter: spreads the reconnects of many replicas after an API server restart.
       await this.#sleep(Math.random() * backoff);
@@ -104,42 +86,64 @@ export class Reflector {
     }
   }
 
+  /**
+   * A list when needed, then one watch. 'worked': the watch delivered or stayed open a while; 'failed':
+   * it ended at once or erred, so the next one waits (a watch that a proxy or an API server closes at once
+   * is retried like a failure, not in a tight loop); 'relist': the resourceVersion expired.
+   */
+  async #attempt(): Promise<'worked' | 'failed' | 'relist' | 'stopped'> {
+    try {
+      if (this.#resourceVersion === undefined) await this.#list();
+      const { reason, worked } = await this.#watchOnce();
+      if (reason !== 'ended') this.#restarted(reason);
+      return worked ? 'worked' : 'failed';
+    } catch (error) {
+      if (this.#stopped) return 'stopped';
+      if (error instanceof GoneError) {
+        this.#resourceVersion = undefined;
+        this.#restarted('expired');
+        return 'relist';
+      }
+      this.#restarted('error');
+      this.#options.onError?.(error);
+      return 'failed';
+    }
+  }
+
+  #restarted(reason: string): void {
+    this.#options.onRestart?.(reason);
+  }
+
   async #list(): Promise<void> {
     const seen = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     do {
-      const query = new URLSearchParams({ limit: String(this.#options.pageSize ?? 500) });
-      if (this.#options.labelSelector) query.set('labelSelector', this.#options.labelSelector);
-      if (continueToken) query.set('continue', continueToken);
-      const response = await this.#http.request('GET', `${this.#options.path}?${query}`);
-      if (response.status === 410) throw new GoneError('list continuation expired');
-      if (response.status !== 200) throw new OperationalError(`LIST ${this.#options.path}: HTTP ${response.status}`);
-      const body = asObject(response.json());
-      for (const item of asArray(body?.['items'])) {
-        const object = asObject(item);
-        const key = object && objectKey(object);
-        if (!object || !key) continue;
-        seen.add(key);
-        this.#known.set(key, keyOnly(object));
-        this.#handlers.upsert(object);
-      }
-      const metadata = asObject(body?.['metadata']);
-      continueToken = asString(metadata?.['continue']) || undefined;
-      resourceVersion = asString(metadata?.['resourceVersion']);
+      const page = await listPage(this.#http, this.#options.path, { limit: this.#options.pageSize ?? 500, labelSelector: this.#options.labelSelector, continueToken });
+      for (const item of page.items) this.#listed(item, seen);
+      continueToken = page.continueToken;
+      resourceVersion = page.resourceVersion;
     } while (continueToken && !this.#stopped);
     // Objects deleted while no watch was open: known before, absent from the fresh list.
     for (const [key, object] of this.#known) {
-      if (!seen.has(key)) {
-        this.#known.delete(key);
-        this.#handlers.remove(object);
-      }
+      if (seen.has(key)) continue;
+      this.#known.delete(key);
+      this.#handlers.remove(object);
     }
     this.#resourceVersion = resourceVersion;
     if (!this.#synced) {
       this.#synced = true;
       this.#handlers.synced?.();
     }
+  }
+
+  #listed(item: unknown, seen: Set<string>): void {
+    const object = asObject(item);
+    const key = object && objectKey(object);
+    if (!object || !key) return;
+    seen.add(key);
+    this.#known.set(key, keyOnly(object));
+    this.#handlers.upsert(object);
   }
 
   /**

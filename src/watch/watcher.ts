@@ -1,27 +1,33 @@
-// The watch path (DESIGN section 6): when only a ConfigMap changes, nobody writes the workload, so this
-// patches the checksum of each workload that consumes a changed key. The webhook sees that UPDATE and
-// computes the same value: both paths call the same core, with the same live reads.
+// The watch path (DESIGN sections 2 and 6): when only a ConfigMap changes, nobody writes the workload, so
+// this asks for a recomputation of each workload that consumes a changed key: it writes
+// `config-checksum.io/requested: <checksum>` on the workload's own metadata, and the webhook, admitting
+// that UPDATE, sets the checksum in the pod template from its own live reads. The webhook is the only
+// writer of the pod template, so a server-side applier that owns `checksum/config` (Helm 4, a chart with
+// Helm's checksum pattern) keeps owning it and its next apply never conflicts. The response says whether
+// the webhook did it; if not (webhook down, timed out, failed open) the change stays pending and is
+// retried with capped backoff until it lands: no change is ever dropped while this replica leads.
 //
 // Rules kept here: a metadata-only change or a change to keys nobody consumes does nothing; a ConfigMap
 // that appears rolls its consumers; a deleted one rolls nothing and leaves a Warning Event; workloads
 // without a checksum are never rolled (installing rolls nothing); after a start or a leader change every
 // annotated workload is checked once (config may have changed while nobody watched); only the leader writes.
 
-import type { KubeConfig } from '@kubernetes/client-node';
-import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from '../admission/patch.ts';
-import { computeChecksum, planChecksum, workloadParts } from '../checksum/compute.ts';
-import { asArray, asObject, asString, type JsonObject } from '../checksum/json.ts';
+import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
+import { decideWorkload, ineligibility } from '../workload/decision.ts';
+import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadRef } from '../workload/kinds.ts';
+import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import { CONTRACT, type Config } from '../config.ts';
-import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
-import type { KubeHttp } from '../kube/http.ts';
-import { getWebhookConfiguration, getWorkload, patchWorkload, recordEvent, WORKLOAD_RESOURCES } from '../kube/workloads.ts';
-import { loggableError, OperationalError, type Logger } from '../telemetry/logger.ts';
+import type { ConfigMapReader } from '../kube/configmaps.ts';
+import type { WatcherApi } from '../kube/watcher-api.ts';
+import { loggableError, type Logger } from '../telemetry/logger.ts';
+import { OperationalError } from '../util/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
-import { configMapKey, consumesAny, DependencyIndex, workloadKey, type WorkloadKind, type WorkloadRef } from './dependents.ts';
+import type { ConfigMapUse } from '../checksum/references.ts';
+import { configMapKey, consumesAny, DependencyIndex } from './dependents.ts';
 import { changedKeys, digestConfigMap, type KeyDigests } from './digests.ts';
-import { LeaderElector } from './leader.ts';
-import { CoalescingQueue, TokenBucket, type PendingChange } from './queue.ts';
-import { Reflector } from './reflector.ts';
+import type { LeaderOptions } from './leader.ts';
+import { CoalescingQueue, TokenBucket } from './queue.ts';
+import type { ReflectorHandlers, ReflectorOptions } from './reflector.ts';
 import { labelSelectorString } from './selector.ts';
 
 /** The settings the watcher reads; documented once, in src/config.ts. */
@@ -39,24 +45,67 @@ export type WatcherOptions = Pick<
   | 'maxConfigMaps'
 >;
 
+/** A list/watch loop of one resource (watch/reflector.ts), as the watcher uses it. */
+export interface ListWatch {
+  readonly synced: boolean;
+  start(): void;
+  stop(): void;
+}
+
+/** Leadership on the Lease (watch/leader.ts), as the watcher uses it. */
+export interface Leadership {
+  readonly leading: boolean;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * What the watcher is built from. main.ts gives it the real ones (API calls over HTTP, reflectors on
+ * list/watch, a Lease elector); tests give it fakes, so every rule below runs without a cluster.
+ */
+export interface WatcherParts {
+  readonly api: WatcherApi;
+  readonly reader: ConfigMapReader;
+  readonly listWatch: (options: ReflectorOptions, handlers: ReflectorHandlers) => ListWatch;
+  readonly leadership: (options: LeaderOptions) => Leadership;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
 interface Trigger {
   readonly ref: WorkloadRef;
   /** ConfigMaps whose change led here; empty for the start-up check. */
   readonly configMaps: ReadonlySet<string>;
+  /** Failed attempts so far (for the backoff); 0 for a fresh change. */
+  readonly failures: number;
+  /** When the oldest change merged into this one was first seen (performance.now()), for the reaction metric. */
+  readonly since: number;
+}
+
+function mergeTriggers(previous: Trigger, next: Trigger): Trigger {
+  return {
+    ref: next.ref,
+    configMaps: new Set([...previous.configMaps, ...next.configMaps]),
+    failures: Math.max(previous.failures, next.failures),
+    since: Math.min(previous.since, next.since),
+  };
 }
 
 // Workloads handled at once: each is a handful of reads; the writes are rate-limited separately.
 const CONCURRENCY = 4;
-const MAX_ATTEMPTS = 5;
+// A write that raced ours (409/422 on the resourceVersion test) is read and decided again at once, this
+// many times in a row, before it waits like any other failure.
+const IMMEDIATE_CONFLICT_RETRIES = 5;
+// Backoff of a pending change: 0.5 s doubling to at most 60 s (each with +-50% jitter), forever.
 const RETRY_BASE_MS = 500;
+const RETRY_MAX_MS = 60_000;
 // How often the scope (the webhook configuration's namespaceSelector) is re-read.
 const SCOPE_REFRESH_MS = 30_000;
-const LEASE_NAME = 'config-checksum-webhook-leader';
-export const COMPONENT = 'config-checksum-webhook';
+export const LEASE_NAME = 'config-checksum-webhook-leader';
 
 export class Watcher {
-  readonly #http: KubeHttp;
-  readonly #kubeConfig: KubeConfig;
+  readonly #api: WatcherApi;
+  readonly #listWatch: WatcherParts['listWatch'];
   readonly #reader: ConfigMapReader;
   readonly #options: WatcherOptions;
   readonly #log: Logger;
@@ -66,31 +115,32 @@ export class Watcher {
   readonly #scope = new Set<string>();
   readonly #queue: CoalescingQueue<Trigger>;
   readonly #bucket: TokenBucket;
-  readonly #leader: LeaderElector;
-  readonly #reflectors: Reflector[] = [];
-  #namespaceReflector: Reflector | undefined;
+  readonly #leader: Leadership;
+  readonly #reflectors: ListWatch[] = [];
+  #namespaceReflector: ListWatch | undefined;
   #scopeSelector: string | undefined;
   #scopeTimer: NodeJS.Timeout | undefined;
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
   #synced = false;
   #stopped = false;
   #running = 0;
   readonly #waiting: Array<() => void> = [];
 
-  constructor(http: KubeHttp, kubeConfig: KubeConfig, reader: ConfigMapReader, options: WatcherOptions, logger: Logger, metrics: Metrics) {
-    this.#http = http;
-    this.#kubeConfig = kubeConfig;
-    this.#reader = reader;
+  constructor(parts: WatcherParts, options: WatcherOptions) {
+    this.#api = parts.api;
+    this.#listWatch = parts.listWatch;
+    this.#reader = parts.reader;
     this.#options = options;
-    this.#log = logger.child({ component: 'watcher' });
-    this.#metrics = metrics;
+    this.#log = parts.logger.child({ component: 'watcher' });
+    this.#metrics = parts.metrics;
     this.#index = new DependencyIndex(options.checksumAnnotation);
     this.#bucket = new TokenBucket(options.rolloutRatePerSecond, options.rolloutBurst);
     this.#queue = new CoalescingQueue<Trigger>(
       options.coalesceWindowMs,
-      (previous, next) => ({ ref: next.ref, configMaps: new Set([...previous.configMaps, ...next.configMaps]) }),
-      (change) => void this.#withSlot(() => this.#reconcile(change)),
+      mergeTriggers,
+      (change) => void this.#withSlot(() => this.#reconcile(change.value)),
     );
-    this.#leader = new LeaderElector(http, {
+    this.#leader = parts.leadership({
       namespace: options.namespace,
       name: LEASE_NAME,
       identity: options.identity,
@@ -123,13 +173,10 @@ export class Watcher {
       upsert: (object) => this.#onConfigMap(object),
       remove: (object) => this.#onConfigMapDeleted(object),
     });
-    for (const kind of Object.keys(WORKLOAD_RESOURCES) as WorkloadKind[]) {
+    for (const kind of WORKLOAD_KINDS) {
       this.#watch(WORKLOAD_RESOURCES[kind], `/apis/apps/v1/${WORKLOAD_RESOURCES[kind]}`, {
         upsert: (object) => this.#index.upsert(kind, object),
-        remove: (object) => {
-          const metadata = asObject(object['metadata']);
-          this.#index.remove({ kind, namespace: asString(metadata?.['namespace']) ?? '', name: asString(metadata?.['name']) ?? '' });
-        },
+        remove: (object) => this.#index.remove({ kind, ...objectName(object) }),
       });
     }
     this.#leader.start();
@@ -138,14 +185,17 @@ export class Watcher {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#scopeTimer);
+    for (const timer of this.#retryTimers) clearTimeout(timer);
+    this.#retryTimers.clear();
+    this.#metrics.watchPending.set(0);
     this.#queue.clear();
     for (const reflector of this.#reflectors) reflector.stop();
     this.#namespaceReflector?.stop();
     await this.#leader.stop();
   }
 
-  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }): Reflector {
-    const reflector = new Reflector(this.#http, this.#kubeConfig, {
+  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }): ListWatch {
+    const reflector = this.#listWatch({
       path,
       onRestart: (reason) => this.#metrics.watchRestarts.inc({ resource, reason }),
       onError: (error) => this.#error(`watch-${resource}`, error),
@@ -159,7 +209,7 @@ export class Watcher {
   async #refreshScope(): Promise<void> {
     let selector: string;
     try {
-      const configuration = await getWebhookConfiguration(this.#http, this.#options.webhookConfigurationName);
+      const configuration = await this.#api.getWebhookConfiguration(this.#options.webhookConfigurationName);
       if (!configuration) throw new OperationalError(`MutatingWebhookConfiguration ${this.#options.webhookConfigurationName} not found; no namespace is in scope`);
       const webhook = asObject(asArray(configuration['webhooks'])[0]);
       selector = labelSelectorString(webhook?.['namespaceSelector']);
@@ -174,7 +224,7 @@ export class Watcher {
     this.#scopeSelector = selector;
     this.#namespaceReflector?.stop();
     this.#scope.clear();
-    this.#namespaceReflector = new Reflector(this.#http, this.#kubeConfig, {
+    this.#namespaceReflector = this.#listWatch({
       path: '/api/v1/namespaces',
       labelSelector: selector,
       onRestart: (reason) => this.#metrics.watchRestarts.inc({ resource: 'namespaces', reason }),
@@ -207,16 +257,14 @@ export class Watcher {
     let queued = 0;
     for (const workload of this.#index.workloads()) {
       if (!workload.hasChecksum || !this.#scope.has(workload.namespace)) continue;
-      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set() }, 0);
+      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), failures: 0, since: performance.now() }, 0);
       queued++;
     }
     this.#log.info({ workloads: queued }, 'checking annotated workloads');
   }
 
   #onConfigMap(object: JsonObject): void {
-    const metadata = asObject(object['metadata']);
-    const namespace = asString(metadata?.['namespace']) ?? '';
-    const name = asString(metadata?.['name']) ?? '';
+    const { namespace, name } = objectName(object);
     const key = configMapKey(namespace, name);
     const after = digestConfigMap(object);
     const before = this.#digests.get(key);
@@ -227,80 +275,125 @@ export class Watcher {
     // A ConfigMap that appears changes every consumer's checksum (absent -> present).
     const changed = before ? changedKeys(before, after) : undefined;
     for (const { workload, use } of this.#index.consumersOf(namespace, name)) {
-      if (changed && changed.size === 0) this.#skip('metadata-only');
-      else if (changed && !consumesAny(use, changed)) this.#skip('unconsumed-key');
-      else this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set([name]) });
+      const unaffected = unaffectedBy(changed, use);
+      if (unaffected) this.#skip(unaffected);
+      else this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set([name]), failures: 0, since: performance.now() });
     }
   }
 
   #onConfigMapDeleted(object: JsonObject): void {
-    const metadata = asObject(object['metadata']);
-    const namespace = asString(metadata?.['namespace']) ?? '';
-    const name = asString(metadata?.['name']) ?? '';
+    const { namespace, name } = objectName(object);
     this.#digests.delete(configMapKey(namespace, name));
     this.#metrics.watchConfigMaps.set(this.#digests.size);
     if (!this.#synced || !this.#scope.has(namespace)) return;
     for (const { workload, use } of this.#index.consumersOf(namespace, name)) {
       this.#skip('configmap-deleted');
       // New pods of a workload whose required ConfigMap is gone could not start: warn, never roll.
-      if (!use.required || !workload.hasChecksum || !this.#leader.leading) continue;
-      void this.#event(workload, 'Warning', 'ConfigMapDeleted', `ConfigMap ${name} was deleted; not rolling out (new pods could not start until it exists again)`);
+      const warn = use.required && workload.hasChecksum && this.#leader.leading;
+      if (warn) void this.#event(workload, 'Warning', 'ConfigMapDeleted', `ConfigMap ${name} was deleted; not rolling out (new pods could not start until it exists again)`);
     }
   }
 
-  async #reconcile(change: PendingChange<Trigger>, attempt = 1): Promise<void> {
-    const { ref, configMaps } = change.value;
+  /** One attempt; a failure leaves the change pending (#retryLater), never dropped. */
+  async #reconcile(trigger: Trigger): Promise<void> {
     if (this.#stopped) return;
+    // A new leader checks every annotated workload when it takes over, this one included.
     if (!this.#leader.leading) return this.#skip('not-leader');
-    if (!this.#scope.has(ref.namespace)) return this.#skip('out-of-scope');
+    if (!this.#scope.has(trigger.ref.namespace)) return this.#skip('out-of-scope');
     try {
-      const object = await getWorkload(this.#http, ref);
-      const parts = object && workloadParts(object);
-      if (!object || !parts) return this.#skip('workload-gone');
-      const metadata = asObject(object['metadata']);
-      if (metadata?.['deletionTimestamp']) return this.#skip('deleting');
-      if (readAnnotation(object, WORKLOAD_METADATA, CONTRACT.optOutAnnotation) === 'false') return this.#skip('opted-out');
-      const current = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
-      if (current === undefined) return this.#skip('no-checksum');
-      const plan = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
-      if (plan.uses.length === 0 || plan.uses.length > this.#options.maxConfigMaps) return this.#skip('no-usable-references');
-      const lookups = await readConfigMaps(this.#reader, ref.namespace, plan.uses.map((use) => use.name), this.#options.configMapReadTimeoutMs);
-      const computed = computeChecksum(plan, (name) => lookups.get(name) ?? { state: 'unreadable', reason: 'not read' });
-      if (computed.kind === 'unreadable') throw new OperationalError(`ConfigMaps unreadable: ${computed.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
-      if (computed.checksum === current) return this.#skip('up-to-date');
-
-      await this.#bucket.take();
-      const operations: PatchOperation[] = [setAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation, computed.checksum)];
-      if (readAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation) !== computed.sources) {
-        operations.push(setAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources));
+      for (let conflicts = 0; conflicts <= IMMEDIATE_CONFLICT_RETRIES; conflicts++) {
+        if (this.#stopped) return;
+        if ((await this.#requestIfStale(trigger)) !== 'conflict') return;
       }
-      const resourceVersion = asString(metadata?.['resourceVersion']) ?? '';
-      if (!(await patchWorkload(this.#http, ref, resourceVersion, operations))) {
-        // Someone wrote the workload meanwhile (its admission already hashed the current config, most
-        // likely): read again and decide again, at once.
-        if (attempt < MAX_ATTEMPTS) return this.#reconcile(change, attempt + 1);
-        throw new OperationalError('conflict on every attempt');
-      }
-      const seconds = (performance.now() - change.firstSeenAt) / 1000;
-      this.#metrics.watchRollouts.inc({ kind: ref.kind });
-      this.#metrics.watchReaction.observe(seconds);
-      const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : 'config changed while no watcher was running';
-      this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], checksum: computed.checksum, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
-      await this.#event({ ...ref, uid: asString(metadata?.['uid']) ?? '' }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${this.#options.checksumAnnotation}=${computed.checksum.slice(0, 12)})`);
+      throw new OperationalError(`the workload was written by someone else ${IMMEDIATE_CONFLICT_RETRIES + 1} times in a row`);
     } catch (error) {
       this.#error('reconcile', error);
-      if (attempt < MAX_ATTEMPTS && !this.#stopped) {
-        const delay = RETRY_BASE_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
-        setTimeout(() => void this.#withSlot(() => this.#reconcile(change, attempt + 1)), delay);
-      }
+      this.#retryLater(trigger);
     }
+  }
+
+  /**
+   * Reads the workload, decides, and when its checksum is stale asks the webhook to recompute it. Resolves
+   * 'conflict' when the workload changed under the request; throws when the change is still pending.
+   */
+  async #requestIfStale(trigger: Trigger): Promise<'done' | 'conflict'> {
+    const object = await this.#api.getWorkload(trigger.ref);
+    if (!object) return this.#done('workload-gone');
+    const stale = await this.#staleChecksum(object, trigger.ref);
+    if (typeof stale === 'string') return this.#done(stale);
+
+    await this.#bucket.take();
+    const request = setAnnotation(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, stale.checksum);
+    const answer = await this.#api.requestRollout(trigger.ref, metadataString(object, 'resourceVersion') ?? '', request);
+    if (answer.state === 'conflict') return 'conflict';
+    // Rolled when the webhook changed the checksum in our request: to the value we computed, or to a newer
+    // one if config changed again meanwhile (its reads are as live as ours). Unchanged: it did not run.
+    const rolledTo = readAnnotation(answer.object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
+    if (rolledTo === stale.current || rolledTo === undefined) {
+      throw new OperationalError(`rollout requested (${CONTRACT.requestedAnnotation}=${stale.checksum.slice(0, 12)}) but the webhook did not set the checksum (down, timed out or failed open); still pending`);
+    }
+    await this.#rolledOut(trigger, metadataString(object, 'uid') ?? '', rolledTo);
+    return 'done';
+  }
+
+  /**
+   * The checksum this workload should carry and the one it carries, when they differ; otherwise why
+   * nothing is to be done. Throws when its ConfigMaps cannot be read (the change stays pending).
+   */
+  async #staleChecksum(object: JsonObject, ref: WorkloadRef): Promise<{ checksum: string; current: string } | string> {
+    // Checked before any read: the decision below would read the ConfigMaps first.
+    const ineligible = ineligibility(object);
+    if (ineligible) return ineligible;
+    // Workloads without a checksum get one at their next write, never from the watcher (installing rolls nothing).
+    const current = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
+    if (current === undefined) return 'no-checksum';
+    const decision = await decideWorkload(object, ref.namespace, this.#reader, this.#options);
+    if (decision.kind === 'skip') return decision.reason;
+    if (decision.kind === 'fail-open' && decision.reason === 'too-many-configmaps') return decision.reason;
+    if (decision.kind === 'fail-open') throw new OperationalError(`ConfigMaps unreadable: ${decision.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
+    if (decision.checksum === current) return 'up-to-date';
+    // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
+    // workload's next write still hashes it as absent, with a warning to whoever writes.
+    if (decision.problems.some((problem) => problem.kind === 'missing-configmap' || problem.kind === 'missing-key')) return 'required-config-missing';
+    return { checksum: decision.checksum, current };
+  }
+
+  /** A rollout the webhook performed in our request: counted, logged and left as an Event, once. */
+  async #rolledOut(trigger: Trigger, uid: string, checksum: string): Promise<void> {
+    const { ref, configMaps } = trigger;
+    const seconds = (performance.now() - trigger.since) / 1000;
+    this.#metrics.watchRollouts.inc({ kind: ref.kind });
+    this.#metrics.watchReaction.observe(seconds);
+    const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : 'config changed while no watcher was running';
+    this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
+    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`);
+  }
+
+  #done(reason: string): 'done' {
+    this.#skip(reason);
+    return 'done';
+  }
+
+  /** Capped exponential backoff with jitter; the change goes back through the queue, merged with any newer one. */
+  #retryLater(trigger: Trigger): void {
+    if (this.#stopped) return;
+    const failures = trigger.failures + 1;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 20)) * (0.5 + Math.random());
+    this.#metrics.watchRetries.inc();
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      this.#metrics.watchPending.set(this.#retryTimers.size);
+      this.#queue.add(workloadKey(trigger.ref), { ...trigger, failures }, 0);
+    }, delay);
+    this.#retryTimers.add(timer);
+    this.#metrics.watchPending.set(this.#retryTimers.size);
   }
 
   async #event(workload: WorkloadRef & { uid?: string }, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     try {
       let uid = workload.uid;
-      if (uid === undefined) uid = asString(asObject((await getWorkload(this.#http, workload))?.['metadata'])?.['uid']) ?? '';
-      await recordEvent(this.#http, workload, uid, { type, reason, message }, COMPONENT);
+      if (uid === undefined) uid = metadataString(await this.#api.getWorkload(workload), 'uid') ?? '';
+      await this.#api.recordEvent(workload, uid, { type, reason, message });
     } catch (error) {
       this.#error('event', error);
     }
@@ -325,4 +418,16 @@ export class Watcher {
     this.#metrics.watchErrors.inc({ operation });
     this.#log.warn({ operation, err: loggableError(error) }, 'watcher error');
   }
+}
+
+function objectName(object: JsonObject): { namespace: string; name: string } {
+  const metadata = asObject(object['metadata']);
+  return { namespace: asString(metadata?.['namespace']) ?? '', name: asString(metadata?.['name']) ?? '' };
+}
+
+/** Why a change to the `changed` keys (undefined: the ConfigMap appeared) does not reach a consumer with `use`. */
+function unaffectedBy(changed: ReadonlySet<string> | undefined, use: ConfigMapUse): 'metadata-only' | 'unconsumed-key' | undefined {
+  if (changed === undefined) return undefined;
+  if (changed.size === 0) return 'metadata-only';
+  return consumesAny(use, changed) ? undefined : 'unconsumed-key';
 }

@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { after, test, type TestContext } from 'node:test';
 import { resourcePath, waitFor, type KubeObject } from './support/kube.ts';
-import { configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
+import { pointRegistration, restoreRegistration } from './support/install.ts';
+import { configMap, expectedChecksum, REQUESTED_ANNOTATION, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
 import { startWebhookProcess, stopWebhookProcess, type WebhookProcess } from './support/webhook.ts';
 
 const TIMEOUT = { timeout: 240_000 };
@@ -156,6 +158,55 @@ test('a missing ConfigMap that appears rolls the waiting Deployment once; a dele
   assert.equal((await scenario.owned('ReplicaSet', afterDelete)).length, 2, 'deletion rolled nothing');
 });
 
+test('the webhook unreachable when the watcher asks: the change stays pending (no rollout, no Event); once the webhook answers, exactly one rollout and one Event', TIMEOUT, async (t) => {
+  const namespace = await scenario.namespace('e2e-watch-pending', { optIn: true });
+  const stored = await deployed(namespace, [configMap(namespace, 'pending', { value: '1' })]);
+  const before = templateChecksum(stored);
+  const { webhook } = scenario.state;
+  const linesBefore = rolledOutLines(webhook.files.logFile, 'app', namespace);
+  // Admission calls go to a port where nothing listens; failurePolicy Ignore lets every write through unmutated.
+  await pointRegistration(scenario.client, scenario.state, await unusedPort());
+  let restored = false;
+  try {
+    await waitFor('the API server to stop calling the webhook', async () => {
+      const dryRun = await scenario.client.create(workload('Deployment', namespace, 'probe', { volumeConfigMap: 'pending' }), { dryRun: 'All' });
+      return templateChecksum(dryRun.body) === undefined;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    await updateData(namespace, 'pending', { value: '2' });
+    const expected = expectedChecksum(stored, await configMaps(namespace, ['pending'])).checksum;
+    // The watcher asks (its request annotation is stored), but nothing sets the checksum.
+    await waitFor('the rollout request to be stored', async () => (await scenario.read(stored))['metadata']['annotations']?.[REQUESTED_ANNOTATION] === expected, { timeoutMs: 60_000, intervalMs: 100 });
+    await sleep(scenario.configChangeSettleMs);
+    const pending = await scenario.read(stored);
+    assert.equal(templateChecksum(pending), before, 'the checksum is unchanged while the webhook is unreachable');
+    assert.equal((await scenario.owned('ReplicaSet', pending)).length, 1, 'nothing rolled');
+    assert.equal((await events(namespace, 'ConfigChanged')).length, 0, 'no ConfigChanged Event for a request that did not roll');
+    assert.equal(rolledOutLines(webhook.files.logFile, 'app', namespace), linesBefore, 'no rollout logged');
+
+    await restoreRegistration(scenario.client, scenario.state);
+    restored = true;
+    const restoredAt = performance.now();
+    await waitForChecksum(stored, expected, 120_000);
+    t.diagnostic(`the pending change landed ${Math.round(performance.now() - restoredAt)} ms after the webhook was reachable again (retries back off up to 60 s)`);
+  } finally {
+    if (!restored) await restoreRegistration(scenario.client, scenario.state);
+  }
+  await sleep(scenario.configChangeSettleMs);
+  const rolled = await scenario.read(stored);
+  assert.equal((await scenario.owned('ReplicaSet', rolled)).length, 2, 'exactly one rollout');
+  assert.equal((await events(namespace, 'ConfigChanged')).length, 1, 'exactly one ConfigChanged Event');
+  assert.equal(rolledOutLines(webhook.files.logFile, 'app', namespace), linesBefore + 1, 'one rollout logged');
+});
+
+/** A loopback port nothing listens on (bound once by the OS, then released). */
+async function unusedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 // Scenarios that stop the run's webhook process restart it on the same port afterwards
 // (scenario.restartWebhook), so the order of the test files does not matter.
 async function leaseHolder(): Promise<string> {
@@ -192,10 +243,13 @@ test('two watcher replicas: only the leader writes; when it dies, the other take
     assert.equal(rolledOutLines(webhook.files.logFile, 'app', namespace), 1, 'the leader wrote');
     assert.equal(rolledOutLines(second.logFile, 'app', namespace), 0, 'the other replica did not');
 
-    // A leader that dies without releasing its lease: the other must wait out the lease, then lead.
+    // A leader that dies without releasing its lease: the other must wait out the lease, then lead. The
+    // Service of a real install sends admissions to the replica that is left; here the registration is
+    // pointed at it, since the watcher's requests are rolled out by whichever webhook the API server calls.
     process.kill(-webhook.pid, 'SIGKILL');
     mainStopped = true;
     await stopWebhookProcess(webhook.pid, registry);
+    await pointRegistration(scenario.client, scenario.state, second.port, readFileSync(webhook.files.caFile, 'utf8'));
     const killedAt = performance.now();
     await waitFor('the second replica to hold the lease', async () => (await leaseHolder()).endsWith(`-${second!.pid}`), { timeoutMs: 60_000, intervalMs: 200 });
     t.diagnostic(`failover: lease taken over ${Math.round(performance.now() - killedAt)} ms after the leader was killed (lease duration 15 s)`);
@@ -208,7 +262,10 @@ test('two watcher replicas: only the leader writes; when it dies, the other take
   } finally {
     // The second replica releases the lease on SIGTERM, so the restarted first one leads at once.
     await second?.stop();
-    if (mainStopped) await scenario.restartWebhook();
+    if (mainStopped) {
+      await restoreRegistration(scenario.client, scenario.state, { wait: false });
+      await scenario.restartWebhook();
+    }
   }
   await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${scenario.state.webhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
 });

@@ -126,6 +126,7 @@ export interface RequestOptions {
   readonly namespace?: string;
   readonly oldObject?: unknown;
   readonly dryRun?: boolean;
+  readonly user?: string;
 }
 
 export function admissionRequest(object: unknown, options: RequestOptions = {}): AdmissionRequest {
@@ -140,6 +141,7 @@ export function admissionRequest(object: unknown, options: RequestOptions = {}):
     object,
     oldObject: options.oldObject ?? null,
     dryRun: options.dryRun ?? false,
+    user: options.user ?? 'alice',
   };
 }
 
@@ -159,7 +161,7 @@ export function reviewBody(request: AdmissionRequest): Record<string, unknown> {
       name: request.name,
       namespace: request.namespace,
       operation: request.operation,
-      userInfo: { username: 'alice', groups: ['system:authenticated'] },
+      userInfo: { username: request.user, groups: ['system:authenticated'] },
       object: request.object,
       oldObject: request.oldObject,
       dryRun: request.dryRun,

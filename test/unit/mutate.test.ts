@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mutate, type Mutation } from '../../src/admission/mutate.ts';
-import { readAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/admission/patch.ts';
+import { readAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/workload/annotations.ts';
 import { complete } from '../../src/admission/review.ts';
 import { MAX_WARNING_LENGTH, warning, WARNING_PREFIX } from '../../src/admission/warnings.ts';
 import { checksumV1 } from '../../src/checksum/encode.ts';

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import jsonpatch from 'fast-json-patch';
 import { complete } from '../../src/admission/review.ts';
-import { readAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/admission/patch.ts';
+import { readAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/workload/annotations.ts';
 import type { Mutation } from '../../src/admission/mutate.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { decodePatch } from './fakes.ts';

@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mutate } from '../../src/admission/mutate.ts';
-import { escapePointerSegment, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/admission/patch.ts';
+import { escapePointerSegment, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../../src/workload/annotations.ts';
 import { complete } from '../../src/admission/review.ts';
 import { checksumV1 } from '../../src/checksum/encode.ts';
 import { CONTRACT } from '../../src/config.ts';

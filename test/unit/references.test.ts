@@ -3,9 +3,12 @@
 // ConfigMap (present, missing, key missing).
 
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import assert from 'node:assert/strict';
-import { computeChecksum, planChecksum, workloadParts, type ChecksumOutcome, type ChecksumPlan } from '../../src/checksum/compute.ts';
-import { collectReferences, compareUtf8, mergeReferences } from '../../src/checksum/references.ts';
+import { computeChecksum, planChecksum, type ChecksumOutcome, type ChecksumPlan } from '../../src/checksum/compute.ts';
+import { workloadParts } from '../../src/workload/kinds.ts';
+import { compareUtf8 } from '../../src/checksum/encode.ts';
+import { collectReferences, mergeReferences } from '../../src/checksum/references.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { lookupIn, utf8Base64, type ConfigMapData } from './fakes.ts';
 
@@ -286,6 +289,11 @@ describe('merging references', () => {
       { name: CM, via: 'env', keys: ['\u{1F600}'], optional: false },
       { name: CM, via: 'env', keys: ['\uFF21'], optional: false },
     ])[0]?.keys, ['\uFF21', '\u{1F600}']);
+  });
+
+  test('compareUtf8 agrees in sign with a byte comparison of the UTF-8 encodings, lone surrogates included', () => {
+    const text = fc.string({ unit: fc.oneof(fc.constantFrom('a', '\uD800', '\uDC00', '\uFFFD', '\uFF21'), fc.constantFrom('\u{1F600}', '\u00E9'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 6 });
+    fc.assert(fc.property(text, text, (a, b) => Math.sign(compareUtf8(a, b)) === Math.sign(Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')))), { numRuns: 2000 });
   });
 
   test('mergeReferences keeps the via-independent facts only', () => {

@@ -20,8 +20,13 @@ describe('decodeReview', () => {
   test('decodes the fields mutate relies on, with defaults for optional ones', () => {
     assert.deepEqual(decodeReview(review(REQUEST)), {
       ok: true,
-      request: { uid: 'abc', kind: REQUEST.kind, subResource: '', name: 'web', namespace: 'shop', operation: 'CREATE', object: REQUEST.object, oldObject: undefined, dryRun: false },
+      request: { uid: 'abc', kind: REQUEST.kind, subResource: '', name: 'web', namespace: 'shop', operation: 'CREATE', object: REQUEST.object, oldObject: undefined, dryRun: false, user: '' },
     });
+    // The requester's name is kept for the log line, cut to a bounded length.
+    const withUser = decodeReview(review({ ...REQUEST, userInfo: { username: 'system:serviceaccount:config-checksum:config-checksum-webhook' } }));
+    assert.ok(withUser.ok && withUser.request.user === 'system:serviceaccount:config-checksum:config-checksum-webhook');
+    const longUser = decodeReview(review({ ...REQUEST, userInfo: { username: 'u'.repeat(5000) } }));
+    assert.ok(longUser.ok && longUser.request.user.length === 330);
     const decoded = decodeReview(review({ ...REQUEST, subResource: 'scale', dryRun: true, oldObject: { a: 1 } }));
     assert.ok(decoded.ok);
     assert.equal(decoded.request.subResource, 'scale');

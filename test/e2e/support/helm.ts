@@ -27,8 +27,14 @@ export function toolsDirectory(): string {
   return binDir;
 }
 
+/** The Helm majors the harness builds: `helm` is Helm 3, `helm4` Helm 4 (server-side apply by default). */
+export type HelmMajor = 3 | 4;
+export const HELM_MAJORS: readonly HelmMajor[] = [3, 4];
+
 export interface ToolsOptions {
   readonly binDir: string;
+  /** Which helm runs (and which one helmfile drives through --helm-binary); Helm 3 when absent. */
+  readonly helmMajor?: HelmMajor;
   /** Where helm keeps its cache, config and data; a fresh temporary directory when absent. */
   readonly workDir?: string;
   /** Passed as --kubeconfig to helm, helmfile and kubectl; none for rendering only. */
@@ -40,6 +46,7 @@ export class HelmTools {
   readonly binDir: string;
   readonly workDir: string;
   readonly kubeconfig: string | undefined;
+  readonly helmMajor: HelmMajor;
   readonly helm: string;
   readonly helmfile: string;
   readonly kubectl: string;
@@ -51,7 +58,8 @@ export class HelmTools {
     this.#ownsWorkDir = options.workDir === undefined;
     this.workDir = options.workDir ?? mkdtempSync(path.join(tmpdir(), 'config-checksum-helm-'));
     this.kubeconfig = options.kubeconfig;
-    this.helm = path.join(this.binDir, 'helm');
+    this.helmMajor = options.helmMajor ?? 3;
+    this.helm = path.join(this.binDir, this.helmMajor === 4 ? 'helm4' : 'helm');
     this.helmfile = path.join(this.binDir, 'helmfile');
     this.kubectl = path.join(this.binDir, 'kubectl');
     const home = path.join(this.workDir, 'helm-home');
@@ -105,7 +113,7 @@ export class HelmTools {
    * without labels, which normalise() drops.
    */
   async decode(yaml: string): Promise<KubeObject[]> {
-    const decoded = await expectOk('kubectl label --local', await run(this.kubectl, ['label', '--local', '-f', '-', 'config-checksum.io/decode-', '-o', 'json'], yaml, this.env));
+    const decoded = expectOk('kubectl label --local', await run(this.kubectl, ['label', '--local', '-f', '-', 'config-checksum.io/decode-', '-o', 'json'], yaml, this.env));
     return parseJsonStream(decoded.stdout);
   }
 

@@ -257,9 +257,10 @@ export async function pointRegistration(client: KubeClient, state: E2EState, por
 
 /**
  * Gives the run its registration back (the shipped webhooks, url and caBundle of the run's webhook
- * process) and waits until the API server calls that process again.
+ * process) and, unless told not to (the process is not running yet), waits until the API server calls
+ * that process again.
  */
-export async function restoreRegistration(client: KubeClient, state: E2EState): Promise<void> {
+export async function restoreRegistration(client: KubeClient, state: E2EState, { wait = true }: { wait?: boolean } = {}): Promise<void> {
   const path = `${CONFIGURATION_PATH}/${state.webhookConfiguration}`;
   const wanted = localWebhookConfiguration(state.shippedConfiguration, state.webhook.port, readFileSync(state.webhook.files.caFile, 'utf8'));
   await waitFor('the configuration restored without a conflict', async () => {
@@ -271,7 +272,7 @@ export async function restoreRegistration(client: KubeClient, state: E2EState): 
     if (response.status !== 200 && response.status !== 201) throw new GiveUp(`restoring ${path} answered ${response.status}: ${String(response.body['message'])}`);
     return true;
   }, { timeoutMs: 30_000, intervalMs: 100 });
-  await waitForWebhook(client);
+  if (wait) await waitForWebhook(client);
 }
 
 /** The bearer token of a kubeconfig written by kubeconfigYaml (the webhook's ServiceAccount token). */

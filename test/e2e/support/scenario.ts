@@ -1,7 +1,8 @@
 // Building blocks of the e2e scenarios: manifests, the checksum a test expects (computed here with the
 // pure core, independently of the webhook's HTTP path), and what the controller manager did about it.
 
-import { computeChecksum, planChecksum, workloadParts } from '../../../src/checksum/compute.ts';
+import { computeChecksum, planChecksum } from '../../../src/checksum/compute.ts';
+import { workloadParts } from '../../../src/workload/kinds.ts';
 import { CONTRACT } from '../../../src/config.ts';
 import { connect, loadState, writeState, type E2EState } from './environment.ts';
 import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from './kube.ts';
@@ -192,4 +193,46 @@ export class Scenario {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The product's field manager, as the API server records its writes in managedFields. */
+export const FIELD_MANAGER = 'config-checksum-webhook';
+export const REQUESTED_ANNOTATION = CONTRACT.requestedAnnotation;
+
+/**
+ * Every field path (`f:spec/f:template/...`) the managedFields of `object` give to `manager`, leaves
+ * only, each entry's operation in front (`Apply f:spec/...`, `Update f:metadata/...`).
+ */
+export function ownedFields(object: KubeObject, manager: string): string[] {
+  const paths: string[] = [];
+  const walk = (node: KubeObject, prefix: string): void => {
+    const children = Object.entries(node).filter(([key]) => key !== '.');
+    if (children.length === 0) paths.push(prefix);
+    for (const [key, child] of children) walk(child as KubeObject, prefix === '' ? key : `${prefix}/${key}`);
+  };
+  for (const entry of (object['metadata']?.['managedFields'] ?? []) as KubeObject[]) {
+    if (entry['manager'] !== manager) continue;
+    const before = paths.length;
+    walk(entry['fieldsV1'] ?? {}, '');
+    for (let index = before; index < paths.length; index++) paths[index] = `${entry['operation']} ${paths[index]}`;
+  }
+  return paths.sort();
+}
+
+/** The managers whose managedFields entries hold the pod template's checksum annotation. */
+export function checksumOwners(object: KubeObject): string[] {
+  const field = `f:${CHECKSUM_ANNOTATION}`;
+  return ((object['metadata']?.['managedFields'] ?? []) as KubeObject[])
+    .filter((entry) => entry['fieldsV1']?.['f:spec']?.['f:template']?.['f:metadata']?.['f:annotations']?.[field] !== undefined)
+    .map((entry) => `${entry['manager']} (${entry['operation']})`)
+    .sort();
+}
+
+/** What the single-writer rule allows the product to own: the request annotation on the workload's metadata. */
+export function assertOwnsOnlyTheRequest(object: KubeObject): void {
+  const owned = ownedFields(object, FIELD_MANAGER);
+  const allowed = `Update f:metadata/f:annotations/f:${REQUESTED_ANNOTATION}`;
+  if (owned.length === 0 || owned.some((field) => field !== allowed)) {
+    throw new Error(`${FIELD_MANAGER} must own exactly ${allowed}; managedFields give it: ${owned.join(', ') || 'nothing'}`);
+  }
 }

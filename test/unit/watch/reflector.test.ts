@@ -1,14 +1,15 @@
-// Hardening (watch faults): while the API server refuses watches (an outage, a restart), the reflector
+// Watch faults: while the API server refuses watches (an outage, a restart), the reflector
 // must back off exponentially, as its header promises, not hammer the API server. A fake API server on
 // 127.0.0.1 answers the LIST and fails every WATCH with HTTP 500; the watch attempts are counted.
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { test } from 'node:test';
-import { KubeHttp } from '../../src/kube/http.ts';
-import { Reflector } from '../../src/watch/reflector.ts';
-import { servingPair } from '../http/support.ts';
-import { listenAsApiServer } from './fakes.ts';
+import { KubeHttp } from '../../../src/kube/http.ts';
+import { watchSource } from '../../../src/kube/watch.ts';
+import { Reflector } from '../../../src/watch/reflector.ts';
+import { servingPair } from '../../http/support.ts';
+import { listenAsApiServer } from '../fakes.ts';
 
 // The backoff is reset only by a watch that worked (an event, or open for a while), so a watch that keeps
 // failing is retried at a growing interval rather than every ~250 ms.
@@ -37,7 +38,7 @@ test('failing watches are retried with a growing backoff', { timeout: 30_000 }, 
   const kubeConfig = await listenAsApiServer(server, ca.certificate);
   const http = new KubeHttp(kubeConfig);
   const restarts: string[] = [];
-  const reflector = new Reflector(http, kubeConfig, { path: '/api/v1/configmaps', onRestart: (reason) => restarts.push(reason) }, { upsert: () => {}, remove: () => {} });
+  const reflector = new Reflector(http, watchSource(kubeConfig), { path: '/api/v1/configmaps', onRestart: (reason) => restarts.push(reason) }, { upsert: () => {}, remove: () => {} });
   try {
     reflector.start();
     await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));

@@ -1,8 +1,8 @@
 // The Helm chart (manifests/chart/config-checksum-webhook) renders the same objects as the kustomize
 // overlays for the same settings, and its values do what values.yaml says. Real `helm template` and
-// `kubectl kustomize`; no cluster. The binaries come from the control-plane build (CONTROL_PLANE_BIN, or
-// test/controlplane/build.sh, instant when its cache is warm); under SKIP_E2E=1 without CONTROL_PLANE_BIN
-// the file is skipped, and says so.
+// `kubectl kustomize`; no cluster, but the binaries of the control-plane build (CONTROL_PLANE_BIN, or
+// test/controlplane/build.sh, instant when its cache is warm), which is why this runs with the e2e suites
+// and not with `npm run test:unit`.
 //
 // What "equivalent" means (normalise() in test/e2e/support/helm.ts): the same set of (kind, namespace,
 // name), and every object deep-equal once the Helm-only metadata labels (helm.sh/chart,
@@ -12,13 +12,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { KubeObject } from '../e2e/support/kube.ts';
+import type { KubeObject } from './support/kube.ts';
 import path from 'node:path';
-import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey, toolsDirectory } from '../e2e/support/helm.ts';
-
-const skip = process.env['SKIP_E2E'] === '1' && !process.env['CONTROL_PLANE_BIN']
-  ? 'helm and kubectl come from the control-plane build: SKIP_E2E=1 and CONTROL_PLANE_BIN is unset'
-  : false;
+import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey, toolsDirectory } from './support/helm.ts';
 
 // namespace.create=true: the overlays create the Namespace; the chart leaves that to --create-namespace
 // unless asked (values.yaml explains why).
@@ -42,7 +38,7 @@ function selector(objects: readonly KubeObject[]): KubeObject {
   return find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['namespaceSelector'] as KubeObject;
 }
 
-describe('the Helm chart', { skip }, () => {
+describe('the Helm chart', () => {
   let tools: HelmTools;
   before(() => {
     tools = new HelmTools({ binDir: toolsDirectory() });

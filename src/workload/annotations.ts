@@ -3,7 +3,7 @@
 // the API server with a 500 that failurePolicy cannot soften, so every missing or non-object ancestor is
 // created here as a whole map.
 
-import { asObject, type JsonObject } from '../checksum/json.ts';
+import { asObject, type JsonObject } from '../util/json.ts';
 
 export interface PatchOperation {
   readonly op: 'add';

@@ -1,4 +1,4 @@
-// Hardening (watch faults): a leader whose API server stops answering (a black-holed connection: accepted,
+// Lease faults: a leader whose API server stops answering (a black-holed connection: accepted,
 // never answered) must stop believing it leads once its lease could have expired, because another replica
 // takes the Lease over after leaseDurationSeconds. A fake API server on 127.0.0.1 grants the Lease, then
 // swallows every request.
@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { test } from 'node:test';
-import { KubeHttp } from '../../src/kube/http.ts';
-import { LeaderElector } from '../../src/watch/leader.ts';
-import { servingPair } from '../http/support.ts';
-import { listenAsApiServer } from './fakes.ts';
+import { KubeHttp } from '../../../src/kube/http.ts';
+import { LeaderElector } from '../../../src/watch/leader.ts';
+import { servingPair } from '../../http/support.ts';
+import { listenAsApiServer } from '../fakes.ts';
 
 // Every Lease call carries a deadline of one retry period, so a hung renewal counts as a failed one and the
 // leader steps down (after 2/3 of the lease without a renewal) before another replica may take over.

@@ -1,0 +1,62 @@
+// One admission, start to answer: the decision (mutate.ts), a defect turned into fail-open, the metrics and
+// the log line. The HTTP route (server/app.ts) only decodes and sends; this is what it calls in between.
+// Model: controller-runtime's webhook Handle, behind its ServeHTTP.
+
+import type { ConfigMapReader } from '../kube/configmaps.ts';
+import { loggableError, type Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { asObject, asString } from '../util/json.ts';
+import { isRolloutRequest, mutate, type MutateSettings, type Mutation } from './mutate.ts';
+import { allowed, complete, type AdmissionRequest, type AdmissionReviewResponse } from './review.ts';
+import { warning } from './warnings.ts';
+
+export interface AdmissionHandlerParts {
+  readonly reader: ConfigMapReader;
+  readonly settings: MutateSettings;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Answers a decoded review; never throws (a defect is answered allowed, unchanged, and made loud). */
+export async function handleAdmission(review: AdmissionRequest, parts: AdmissionHandlerParts, deadlineMs: number | undefined): Promise<AdmissionReviewResponse> {
+  const started = performance.now();
+  const log = parts.logger.child({ uid: review.uid, kind: review.kind.kind, namespace: review.namespace, name: workloadName(review), operation: review.operation });
+  let mutation: Mutation;
+  try {
+    mutation = await mutate(review, parts.reader, parts.settings, deadlineMs);
+  } catch (error) {
+    // A defect must not cost a deploy: answer allowed, change nothing, and make it loud in logs and metrics.
+    log.error({ err: loggableError(error) }, 'admission failed; allowed unchanged');
+    mutation = { result: allowed([warning('internal error; checksum left unchanged')]), outcome: 'fail-open', reason: 'internal-error', checksumChanged: false, configMaps: 0 };
+  }
+  const seconds = (performance.now() - started) / 1000;
+  record(parts.metrics, review, mutation, seconds);
+  const line = {
+    user: review.user,
+    rolloutRequest: isRolloutRequest(review),
+    outcome: mutation.outcome,
+    reason: mutation.reason,
+    dryRun: review.dryRun,
+    checksumChanged: mutation.checksumChanged,
+    patchOps: mutation.result.patch.length,
+    configMaps: mutation.configMaps,
+    warnings: mutation.result.warnings.length,
+    durationMs: Math.round(seconds * 1e6) / 1e3,
+  };
+  if (mutation.outcome === 'fail-open') log.warn(line, 'admission');
+  else log.info(line, 'admission');
+  return complete(review.uid, mutation.result);
+}
+
+function record(metrics: Metrics, review: AdmissionRequest, mutation: Mutation, seconds: number): void {
+  metrics.admissions.inc({ kind: review.kind.kind, operation: review.operation, outcome: mutation.outcome, reason: mutation.reason });
+  metrics.admissionDuration.observe({ outcome: mutation.outcome }, seconds);
+  if (mutation.checksumChanged) metrics.checksumChanges.inc({ kind: review.kind.kind });
+  if (mutation.result.warnings.length > 0) metrics.admissionWarnings.inc(mutation.result.warnings.length);
+}
+
+function workloadName(review: AdmissionRequest): string {
+  if (review.name) return review.name;
+  const metadata = asObject(asObject(review.object)?.['metadata']);
+  return asString(metadata?.['name']) ?? asString(metadata?.['generateName']) ?? '';
+}

@@ -1,0 +1,376 @@
+// The watcher's rules without a cluster (DESIGN section 6), on fakes of its parts: an in-memory API whose
+// rollout request runs the real workload decision as the webhook would (or not, when "the webhook is
+// down"), list/watch loops the test feeds, and a leadership the test hands over. Timing is real but short
+// (a 20 ms coalescing window).
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import jsonpatch from 'fast-json-patch';
+import type { ConfigMapLookup } from '../../../src/checksum/compute.ts';
+import type { ConfigMapReader } from '../../../src/kube/configmaps.ts';
+import type { WatcherApi } from '../../../src/kube/watcher-api.ts';
+import type { EventSpec, RolloutRequest } from '../../../src/kube/workloads.ts';
+import { createLogger } from '../../../src/telemetry/logger.ts';
+import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
+import type { JsonObject } from '../../../src/util/json.ts';
+import type { LeaderOptions } from '../../../src/watch/leader.ts';
+import type { ReflectorHandlers, ReflectorOptions } from '../../../src/watch/reflector.ts';
+import { Watcher, type Leadership, type ListWatch, type WatcherOptions } from '../../../src/watch/watcher.ts';
+import type { PatchOperation } from '../../../src/workload/annotations.ts';
+import { decideWorkload } from '../../../src/workload/decision.ts';
+import { workloadKey, type WorkloadRef } from '../../../src/workload/kinds.ts';
+
+const NS = 'shop';
+const WINDOW_MS = 20;
+const OPTIONS: WatcherOptions = Object.freeze({
+  checksumAnnotation: 'checksum/config',
+  webhookConfigurationName: 'config-checksum-webhook',
+  namespace: 'config-checksum',
+  identity: 'test-replica',
+  coalesceWindowMs: WINDOW_MS,
+  rolloutRatePerSecond: 1000,
+  rolloutBurst: 1000,
+  leaseDurationSeconds: 15,
+  configMapReadTimeoutMs: 1000,
+  maxConfigMaps: 64,
+});
+
+type Data = Record<string, string>;
+
+/** One list/watch loop the test drives: objects in, then synced. */
+class FakeListWatch implements ListWatch {
+  synced = false;
+  stopped = false;
+  readonly options: ReflectorOptions;
+  readonly handlers: ReflectorHandlers;
+  constructor(options: ReflectorOptions, handlers: ReflectorHandlers) {
+    this.options = options;
+    this.handlers = handlers;
+  }
+  start(): void {}
+  stop(): void {
+    this.stopped = true;
+  }
+  sync(): void {
+    this.synced = true;
+    this.handlers.synced?.();
+  }
+}
+
+class FakeLeadership implements Leadership {
+  leading = false;
+  readonly options: LeaderOptions;
+  constructor(options: LeaderOptions) {
+    this.options = options;
+  }
+  start(): void {}
+  async stop(): Promise<void> {}
+  set(leading: boolean): void {
+    this.leading = leading;
+    this.options.onChange(leading);
+  }
+}
+
+/**
+ * The cluster as the watcher sees it. ConfigMaps are read live by the reader; a rollout request stores
+ * the request annotation and, while `webhookUp`, runs the real decision on the stored object and applies
+ * its operations, as the webhook does inside that request.
+ */
+class FakeCluster implements WatcherApi, ConfigMapReader {
+  readonly configMaps = new Map<string, Data>();
+  readonly workloads = new Map<string, JsonObject>();
+  readonly events: Array<{ ref: WorkloadRef; event: EventSpec }> = [];
+  readonly requests: string[] = [];
+  webhookUp = true;
+  conflictsToAnswer = 0;
+  selector: JsonObject = { matchExpressions: [{ key: 'config-checksum.io/inject', operator: 'In', values: ['enabled'] }] };
+  readonly listWatches: FakeListWatch[] = [];
+  leadership: FakeLeadership | undefined;
+  readonly metrics: Metrics = createMetrics();
+  #resourceVersion = 1;
+
+  async read(_namespace: string, name: string): Promise<ConfigMapLookup> {
+    const data = this.configMaps.get(name);
+    return data ? { state: 'found', data, binaryData: undefined } : { state: 'missing' };
+  }
+
+  async getWorkload(ref: WorkloadRef): Promise<JsonObject | undefined> {
+    const stored = this.workloads.get(workloadKey(ref));
+    return stored && structuredClone(stored);
+  }
+
+  async requestRollout(ref: WorkloadRef, resourceVersion: string, request: PatchOperation): Promise<RolloutRequest> {
+    const object = structuredClone(this.workloads.get(workloadKey(ref))!) as Record<string, any>;
+    if (this.conflictsToAnswer > 0 || object['metadata']['resourceVersion'] !== resourceVersion) {
+      this.conflictsToAnswer = Math.max(0, this.conflictsToAnswer - 1);
+      this.#store(ref, object);
+      return { state: 'conflict' };
+    }
+    jsonpatch.applyOperation(object, request);
+    this.requests.push(object['metadata']['annotations']['config-checksum.io/requested']);
+    if (this.webhookUp) {
+      const decision = await decideWorkload(object, ref.namespace, this, OPTIONS);
+      if (decision.kind === 'computed') {
+        object['spec']['template']['metadata']['annotations'] = { ...object['spec']['template']['metadata']['annotations'], 'checksum/config': decision.checksum };
+      }
+    }
+    this.#store(ref, object);
+    return { state: 'written', object: structuredClone(object) };
+  }
+
+  async recordEvent(ref: WorkloadRef, _uid: string, event: EventSpec): Promise<void> {
+    this.events.push({ ref, event });
+  }
+
+  async getWebhookConfiguration(): Promise<JsonObject | undefined> {
+    return { webhooks: [{ namespaceSelector: this.selector }] };
+  }
+
+  /** Stores a Deployment reading `configMaps` through envFrom, with the checksum the webhook gives it now. */
+  async deployment(name: string, configMaps: readonly string[], options: { checksum?: boolean; namespace?: string; container?: JsonObject } = {}): Promise<JsonObject> {
+    const ref: WorkloadRef = { kind: 'Deployment', namespace: options.namespace ?? NS, name };
+    const object: Record<string, any> = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name, namespace: ref.namespace, uid: `uid-${name}` },
+      spec: { template: { metadata: { annotations: {} }, spec: { containers: [options.container ?? { name: 'app', envFrom: configMaps.map((cm) => ({ configMapRef: { name: cm } })) }] } } },
+    };
+    if (options.checksum !== false) {
+      const decision = await decideWorkload(object, ref.namespace, this, OPTIONS);
+      assert.equal(decision.kind, 'computed');
+      if (decision.kind === 'computed') object['spec']['template']['metadata']['annotations']['checksum/config'] = decision.checksum;
+    }
+    this.#store(ref, object);
+    return this.workloads.get(workloadKey(ref))!;
+  }
+
+  checksumOf(name: string, namespace = NS): string | undefined {
+    return (this.workloads.get(workloadKey({ kind: 'Deployment', namespace, name })) as Record<string, any>)['spec']['template']['metadata']['annotations']['checksum/config'];
+  }
+
+  watch(path: string): FakeListWatch {
+    const found = this.listWatches.filter((lw) => lw.options.path === path && !lw.stopped).at(-1);
+    assert.ok(found, `a list/watch of ${path}`);
+    return found;
+  }
+
+  /** Changes a ConfigMap's data and delivers the watch event. */
+  setConfigMap(name: string, data: Data, namespace = NS): void {
+    this.configMaps.set(name, data);
+    this.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data, namespace));
+  }
+
+  #store(ref: WorkloadRef, object: Record<string, any>): void {
+    object['metadata']['resourceVersion'] = String(this.#resourceVersion++);
+    this.workloads.set(workloadKey(ref), object);
+  }
+}
+
+function configMapObject(name: string, data: Data, namespace = NS): JsonObject {
+  return { metadata: { name, namespace }, data };
+}
+
+/** A started, synced watcher over `cluster`, leading unless told otherwise. */
+async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[] } = {}): Promise<Watcher> {
+  const watcher = new Watcher({
+    api: cluster,
+    reader: cluster,
+    listWatch: (listOptions, handlers) => {
+      const listWatch = new FakeListWatch(listOptions, handlers);
+      cluster.listWatches.push(listWatch);
+      return listWatch;
+    },
+    leadership: (leaderOptions) => (cluster.leadership = new FakeLeadership(leaderOptions)),
+    logger: createLogger('silent'),
+    metrics: cluster.metrics,
+  }, OPTIONS);
+  await watcher.start();
+  for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
+  for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
+  for (const object of cluster.workloads.values()) cluster.watch('/apis/apps/v1/deployments').handlers.upsert(object);
+  if (options.leading !== false) cluster.leadership!.set(true);
+  for (const listWatch of cluster.listWatches) listWatch.sync();
+  assert.ok(watcher.synced, 'synced once every list/watch listed');
+  return watcher;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `probe` every 5 ms for up to `timeoutMs`. */
+async function eventually(what: string, probe: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!probe()) {
+    if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function counter(metrics: Metrics, name: 'watchRollouts' | 'watchRetries'): Promise<number> {
+  return (await metrics[name].get()).values.reduce((sum, value) => sum + value.value, 0);
+}
+
+describe('watcher', () => {
+  test('a consumed key changes: one rollout request with the new checksum, which the webhook sets; one Event; the metric', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    const before = (await cluster.deployment('web', ['app']), cluster.checksumOf('web'));
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.events.length === 1);
+      assert.notEqual(cluster.checksumOf('web'), before);
+      assert.deepEqual(cluster.requests, [cluster.checksumOf('web')], 'asked once, for the checksum the webhook then set');
+      assert.equal(cluster.events[0]!.event.reason, 'ConfigChanged');
+      assert.match(cluster.events[0]!.event.message, /ConfigMap app changed/);
+      assert.doesNotMatch(cluster.events[0]!.event.message, /debug/, 'names, never values');
+      assert.equal(await counter(cluster.metrics, 'watchRollouts'), 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('three ConfigMaps changed within the window: one request', async () => {
+    const cluster = new FakeCluster();
+    for (const name of ['a', 'b', 'c']) cluster.configMaps.set(name, { v: '1' });
+    await cluster.deployment('web', ['a', 'b', 'c']);
+    const watcher = await startedWatcher(cluster);
+    try {
+      for (const name of ['a', 'b', 'c']) cluster.setConfigMap(name, { v: '2' });
+      await eventually('the rollout', () => cluster.events.length === 1);
+      await sleep(WINDOW_MS * 5);
+      assert.equal(cluster.requests.length, 1);
+      assert.match(cluster.events[0]!.event.message, /ConfigMap a, b, c changed/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a metadata-only change and a change to a key nobody consumes request nothing', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', [], { container: { name: 'app', env: [{ name: 'L', valueFrom: { configMapKeyRef: { name: 'app', key: 'level' } } }] } });
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.watch('/api/v1/configmaps').handlers.upsert({ metadata: { name: 'app', namespace: NS, labels: { team: 'b' } }, data: { level: 'info' } });
+      cluster.setConfigMap('app', { level: 'info', other: 'new' });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('the webhook down when asked: the change stays pending (no Event, no metric) and lands once it is back', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    const before = cluster.checksumOf('web');
+    cluster.webhookUp = false;
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the first request', () => cluster.requests.length === 1);
+      await eventually('a retry scheduled', () => (cluster.metrics.watchPending as unknown as { hashMap: Record<string, { value: number }> }).hashMap['']?.value === 1);
+      assert.equal(cluster.checksumOf('web'), before, 'nothing rolled');
+      assert.equal(cluster.events.length, 0, 'no Event for a request that did not roll');
+      assert.equal(await counter(cluster.metrics, 'watchRollouts'), 0);
+      cluster.webhookUp = true;
+      await eventually('the retried request to land', () => cluster.events.length === 1, 5_000);
+      assert.notEqual(cluster.checksumOf('web'), before);
+      assert.ok(cluster.requests.length >= 2, 'asked again');
+      assert.ok(await counter(cluster.metrics, 'watchRetries') >= 1);
+      assert.equal(await counter(cluster.metrics, 'watchRollouts'), 1, 'counted once');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a write that raced the request: read again and asked again at once', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    cluster.conflictsToAnswer = 2;
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.events.length === 1, 400);
+      assert.equal(await counter(cluster.metrics, 'watchRetries'), 0, 'conflicts are not failures to back off from');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('only the leader asks; a new leader brings every stale annotated workload up to date, and none without a checksum', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    await cluster.deployment('fresh', ['app'], { checksum: false });
+    const watcher = await startedWatcher(cluster, { leading: false });
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, [], 'a follower never writes');
+      cluster.leadership!.set(true);
+      await eventually('the new leader to roll the stale workload', () => cluster.events.length === 1);
+      assert.equal(cluster.events[0]!.ref.name, 'web');
+      assert.match(cluster.events[0]!.event.message, /config changed while no watcher was running/);
+      assert.equal(cluster.checksumOf('fresh'), undefined, 'a workload without a checksum is never rolled by the watcher');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a deleted ConfigMap rolls nothing and leaves a Warning Event on each consumer', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.configMaps.delete('app');
+      cluster.watch('/api/v1/configmaps').handlers.remove(configMapObject('app', {}));
+      await eventually('the Warning Event', () => cluster.events.length === 1);
+      await sleep(WINDOW_MS * 5);
+      assert.equal(cluster.events[0]!.event.type, 'Warning');
+      assert.equal(cluster.events[0]!.event.reason, 'ConfigMapDeleted');
+      assert.deepEqual(cluster.requests, []);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('config that went missing never rolls from the watcher: a required ConfigMap deleted while no watcher ran, a required key removed', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('gone', { level: 'info' });
+    cluster.configMaps.set('keyed', { level: 'info', other: '1' });
+    await cluster.deployment('web', ['gone']);
+    await cluster.deployment('api', [], { container: { name: 'app', env: [{ name: 'L', valueFrom: { configMapKeyRef: { name: 'keyed', key: 'level' } } }] } });
+    cluster.configMaps.delete('gone');
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('keyed', { other: '2' });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, [], 'new pods could not start: nothing is rolled');
+      const skipped = (await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'required-config-missing');
+      assert.equal(skipped?.value, 2, 'both were decided and skipped for that reason');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('scope is the webhook configuration\'s namespaceSelector: namespaces are listed with it, and a workload outside it is never asked for', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app'], { namespace: 'other' });
+    const watcher = await startedWatcher(cluster, { inScope: [NS] });
+    try {
+      assert.equal(cluster.watch('/api/v1/namespaces').options.labelSelector, 'config-checksum.io/inject in (enabled)');
+      cluster.setConfigMap('app', { level: 'debug' }, 'other');
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, [], 'namespace other is not in scope');
+    } finally {
+      await watcher.stop();
+    }
+  });
+});
