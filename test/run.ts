@@ -1,4 +1,4 @@
-// `npm test`: type-check, make sure the control-plane binaries exist (building them from the Go module
+// `npm test`: type-check, lint, make sure the control-plane binaries exist (building them from the Go module
 // proxy on a cold cache), then one `node --test` run over unit, HTTP and e2e suites, so there is one
 // summary line. The e2e suite never skips silently: a failed build fails the run and says why.
 // SKIP_E2E=1 (refused when CI is set) runs only the unit and HTTP suites, for quick local iterations.
@@ -28,6 +28,7 @@ if (skipE2e && inCi) {
 }
 
 step('typecheck', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', 'tsconfig.json']);
+step('lint', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '--config', 'test/lint/eslint.config.mjs', 'src', 'test']);
 
 const suites = ["test/unit/**/*.test.ts", "test/http/**/*.test.ts"];
 const testArgs = ['--test', '--test-reporter=spec', '--test-concurrency=1'];
