@@ -3,7 +3,7 @@
 // entry loads all ~2,700 files of its generated API (25 MB of JavaScript) although the webhook uses
 // only KubeConfig and Watch; bundling keeps what is reachable. Measured on the idle process (modules
 // loaded, nothing started): 161-167 MiB resident from the sources, 89-91 MiB from the bundle, which
-// also loads in 150-250 ms instead of 650-730 ms (test/bench/analysis.md).
+// also loads in 150-250 ms instead of 650-730 ms (the benchmarks' analysis.md).
 // Not bundleable as it stands: pino transports (worker threads loading files by path); the webhook logs
 // to stdout without one.
 //

@@ -36,7 +36,7 @@ const env: NodeJS.ProcessEnv = { ...process.env };
 if (skipE2e) {
   console.log('\n!!! SKIP_E2E=1: the e2e suite against the real control plane is NOT run.');
 } else {
-  const built = step('control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)', 'bash', ['test/controlplane/build.sh'], process.env, true);
+  const built = step('control plane (etcd, kube-apiserver, kube-controller-manager, kubectl, helm, helm4, helmfile)', 'bash', ['src/local/build-control-plane.sh'], process.env, true);
   const binDir = built.trim().split('\n').at(-1) ?? '';
   env['CONTROL_PLANE_BIN'] = binDir;
   suites.push('test/e2e/**/*.test.ts');

@@ -1,6 +1,6 @@
 // The canonical v1 encoding and its SHA-256. FROZEN: changing a single byte of what this produces changes
-// every checksum in every cluster, which rolls every workload at once. The golden vectors in
-// test/unit/checksum-golden.test.ts pin it. A v2 must ship beside v1 with a migration that does not roll
+// every checksum in every cluster, which rolls every workload at once. The golden vectors of the unit
+// suite (checksum-golden.test.ts) pin it. A v2 must ship beside v1 with a migration that does not roll
 // (for example: accept a v1 value as current until the workload's template changes for another reason).
 //
 // Layout (each field is a netstring, "<decimal byte length>:<bytes>,", so no two inputs encode the same):

@@ -57,7 +57,7 @@ export class KubeHttp {
     // Idle sockets are kept up to the pool's size: a burst of reviews (3 reads each) needs many at once,
     // and closing the extras after each burst made the next burst pay new TLS handshakes (about 20% of
     // the webhook's CPU at 500 reviews/s with live reads; live saturation went from 230 to 637 reviews/s,
-    // test/bench/analysis.md).
+    // in the benchmarks' analysis.md).
     this.#agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS });
   }
 

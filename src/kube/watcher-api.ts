@@ -1,5 +1,5 @@
 // The API calls the watcher makes, as one interface: the watcher depends on this, not on HTTP, so its
-// tests drive it with a fake (test/unit/watch/watcher.test.ts) the way controller-runtime's fake client
+// tests drive it with a fake (the unit suite's watch/watcher.test.ts) the way controller-runtime's fake client
 // drives a Reconciler.
 
 import type { PatchOperation } from '../workload/annotations.ts';

@@ -1,6 +1,6 @@
 // Parsing an untrusted AdmissionReview body. The fast path is V8's JSON.parse without a reviver: a reviver
 // calls back into JavaScript for every value and made parsing ~3x slower (172 against 58 µs on a 9.9 KB
-// review; the largest single cost of an admission, test/bench/analysis.md). The two checks a reviver used to give are done around it instead.
+// review; the largest single cost of an admission, in the benchmarks' analysis.md). The two checks a reviver used to give are done around it instead.
 
 // Real reviews are a few dozen levels deep (a pod template's affinity terms are the deepest part); a body
 // nested far deeper is not a Kubernetes object, and code that walks it (or a log serializer) could run
@@ -20,7 +20,7 @@ export function parseJsonBody(text: string): unknown {
 }
 
 /** Deepest nesting of [ and { outside strings, counting stops once past `limit`. Invalid JSON is JSON.parse's job. */
-// eslint-disable-next-line complexity -- one pass over every character of every review body, on the hot path: kept as one loop with no calls (test/bench/analysis.md measured the parse cost).
+// eslint-disable-next-line complexity -- one pass over every character of every review body, on the hot path: kept as one loop with no calls (the benchmarks' analysis.md measured the parse cost).
 export function nestingDepth(text: string, limit: number): number {
   let depth = 0;
   let deepest = 0;

@@ -1,5 +1,6 @@
-// /readyz is ready when nothing blocks it. Each part that must finish before traffic is welcome (a loaded
-// certificate, an injected caBundle) blocks under its own name; SIGTERM blocks it under "draining".
+// /readyz is ready when nothing blocks it, each blocker under its own name. Today one thing blocks it:
+// SIGTERM, under "draining". A certificate or a caBundle needs no blocker: the server listens only once its
+// certificate is loaded and, with self-managed certificates, the caBundle trusts its CA (main.ts).
 
 export class Readiness {
   readonly #blockers = new Set<string>();

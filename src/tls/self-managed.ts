@@ -31,7 +31,6 @@ export class SelfManagedCertificates {
   readonly #log: Logger;
   readonly #serve: (leaf: KeyPairPem) => void;
   #served: string | undefined;
-  #published = false;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -41,11 +40,6 @@ export class SelfManagedCertificates {
     this.#options = options;
     this.#log = logger.child({ component: 'certificates' });
     this.#serve = serve;
-  }
-
-  /** True once a leaf is served and the webhook configuration trusts its CA. */
-  get ready(): boolean {
-    return this.#served !== undefined && this.#published;
   }
 
   /** Runs until a leaf is available (retrying API errors), then keeps reconciling in the background. */
@@ -163,7 +157,6 @@ export class SelfManagedCertificates {
       await patchCaBundles(this.#http, { name: this.#options.webhookConfigurationName, resourceVersion }, stale, encoded);
       this.#log.info({ webhooks: stale.length }, 'caBundle published');
     }
-    this.#published = true;
   }
 }
 

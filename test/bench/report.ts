@@ -72,7 +72,7 @@ export function renderReport(results: BenchResults, jsonPath: string): string {
   line(`| Memory | ${m.memoryGiB} GiB |`);
   line(`| Kernel | ${m.kernel} |`);
   line(`| Node | ${m.node} |`);
-  line(`| Kubernetes | ${m.kubernetes} (kube-apiserver, kube-controller-manager built by test/controlplane/build.sh); ${m.etcd} |`);
+  line(`| Kubernetes | ${m.kubernetes} (kube-apiserver, kube-controller-manager built by src/local/build-control-plane.sh); ${m.etcd} |`);
   line(`| Packages | ${Object.entries(m.packages).map(([name, version]) => `${name} ${version}`).join(', ')} |`);
   line(`| Placement | ${meta.placement} |`);
   const foreign = Math.max(0, ...meta.busy.map((sample) => sample.foreignApiServers));

@@ -13,14 +13,14 @@
 // Other flags: --no-wait-quiet, --wait-quiet-minutes N, --keep-logs (logs are otherwise kept only when a
 // scenario failed), --cpu-prof (scenario 1's servers write V8 CPU profiles to the kept log directory).
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startEnvironment, type Environment } from '../e2e/support/environment.ts';
-import { KubeClient } from '../e2e/support/kube.ts';
-import { registered } from '../controlplane/process.ts';
+import { controlPlaneBinaries } from '../../src/local/binaries.ts';
+import { startEnvironment, type Environment } from '../../src/local/environment.ts';
+import { KubeClient } from '../../src/local/kube.ts';
+import { registered } from '../../src/local/process.ts';
 import { createCertificateAuthority, issueCertificate } from '../../src/tls/certs.ts';
 import { BenchWebhook, createAll, optedInNamespace, say } from './support/cluster.ts';
 import { busySample, machineInfo, waitForQuiet, type BusySample, type QuietWait } from './support/machine.ts';
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     ? await waitForQuiet(Number(values['wait-quiet-minutes']) * 60_000, 30_000, say)
     : { waitedSeconds: 0, quiet: false, foreignApiServersAtStart: -1 };
 
-  const binDir = process.env['CONTROL_PLANE_BIN'] || buildControlPlane();
+  const binDir = controlPlaneBinaries(say);
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-bench-'));
   const logDir = path.join(runDir, 'bench-logs');
   mkdirSync(logDir, { recursive: true });
@@ -238,12 +238,5 @@ function writeServingCertificate(runDir: string): { certFile: string; keyFile: s
   return { certFile: write('tls.crt', serving.certificate), keyFile: write('tls.key', serving.privateKey), caFile: write('ca.crt', ca.certificate) };
 }
 
-function buildControlPlane(): string {
-  say('CONTROL_PLANE_BIN is not set; running test/controlplane/build.sh (a no-op when its cache is warm)');
-  const output = execFileSync('bash', [path.join(REPO_ROOT, 'test', 'controlplane', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  const binDir = output.trim().split('\n').at(-1);
-  if (!binDir) throw new Error('test/controlplane/build.sh printed no binary directory');
-  return binDir;
-}
 
 if (import.meta.main) await main();

@@ -1,8 +1,7 @@
 // The Helm chart (manifests/chart/config-checksum-webhook) renders the same objects as the kustomize
 // overlays for the same settings, and its values do what values.yaml says. Real `helm template` and
-// `kubectl kustomize`; no cluster, but the binaries of the control-plane build (CONTROL_PLANE_BIN, or
-// test/controlplane/build.sh, instant when its cache is warm), which is why this runs with the e2e suites
-// and not with `npm run test:unit`.
+// `kubectl kustomize`; no cluster, but the binaries of the control-plane build (src/local/binaries.ts),
+// which is why this runs with the e2e suites and not with `npm run test:unit`.
 //
 // What "equivalent" means (normalise() in test/e2e/support/helm.ts): the same set of (kind, namespace,
 // name), and every object deep-equal once the Helm-only metadata labels (helm.sh/chart,
@@ -12,9 +11,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { KubeObject } from './support/kube.ts';
+import type { KubeObject } from '../../src/local/kube.ts';
 import path from 'node:path';
-import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey, toolsDirectory } from './support/helm.ts';
+import { controlPlaneBinaries } from '../../src/local/binaries.ts';
+import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey } from './support/helm.ts';
 
 // namespace.create=true: the overlays create the Namespace; the chart leaves that to --create-namespace
 // unless asked (values.yaml explains why).
@@ -41,7 +41,7 @@ function selector(objects: readonly KubeObject[]): KubeObject {
 describe('the Helm chart', () => {
   let tools: HelmTools;
   before(() => {
-    tools = new HelmTools({ binDir: toolsDirectory() });
+    tools = new HelmTools({ binDir: controlPlaneBinaries() });
   });
   after(() => tools?.close());
 

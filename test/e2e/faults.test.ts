@@ -14,15 +14,15 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { after, test, type TestContext } from 'node:test';
 import { createCertificateAuthority, issueCertificate, DAY_MS } from '../../src/tls/certs.ts';
-import { kubeconfigYaml } from '../controlplane/cluster.ts';
+import { kubeconfigYaml } from '../../src/local/control-plane.ts';
 import { FaultProxy, readTokenKubeconfig, type FaultMode } from './support/fault-proxy.ts';
-import { resourcePath, waitFor, type KubeObject, type KubeResponse } from './support/kube.ts';
+import { resourcePath, waitFor, type KubeObject, type KubeResponse } from '../../src/local/kube.ts';
 import { CHECKSUM_ANNOTATION, configMap, expectedChecksum, Scenario, SETTLE_MS, sleep, sourcesAnnotation, templateChecksum, workload } from './support/scenario.ts';
-import { startWebhookProcess, waitForWebhook, WEBHOOK_CONFIGURATION, type WebhookProcess } from './support/webhook.ts';
+import { startWebhookProcess, waitForWebhook, WEBHOOK_CONFIGURATION, type WebhookProcess } from '../../src/local/webhook.ts';
+import { httpsCall } from '../support/https.ts';
 
 const CANARY = 'canary-5f3b1c9e-leak';
 const TIMEOUT = { timeout: 300_000 };
@@ -89,17 +89,9 @@ async function routeAdmissionsTo(port: number): Promise<() => Promise<void>> {
   return () => setPort(() => original[index++ % original.length]!);
 }
 
-function httpsGet(port: number, urlPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const request = https.get({ host: '127.0.0.1', port, path: urlPath, ca: webhookCa, agent: false, timeout: 10_000 }, (response) => {
-      let body = '';
-      response.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-      response.on('end', () => resolve(body));
-      response.on('error', reject);
-    });
-    request.on('timeout', () => request.destroy(new Error(`GET ${urlPath} timed out`)));
-    request.on('error', reject);
-  });
+/** The body of a GET to the webhook process on `port`. */
+async function httpsGet(port: number, urlPath: string): Promise<string> {
+  return (await httpsCall({ port, path: urlPath, ca: webhookCa, timeoutMs: 10_000 })).text;
 }
 
 /** Sum of a metric's samples whose labels contain every `labels` fragment (e.g. 'outcome="fail-open"'). */
@@ -270,16 +262,7 @@ test('forged AdmissionReviews: ConfigMap reads stay in the namespace the review 
     };
     const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'forged-1', kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, operation: 'CREATE', namespace, name: 'forged', object } };
     const since = performance.now();
-    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const body = JSON.stringify(review);
-      const request = https.request({ host: '127.0.0.1', port: second.process.port, method: 'POST', path: '/mutate', ca: webhookCa, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
-      });
-      request.on('error', reject);
-      request.end(body);
-    });
+    const answer = await httpsCall({ port: second.process.port, path: '/mutate', ca: webhookCa, body: JSON.stringify(review), contentType: 'application/json' });
     assert.equal(answer.status, 200);
     assertNoCanary('the answer', answer.text);
     const reads = second.proxy.since(since, /configmaps/);

@@ -3,10 +3,9 @@
 // processes and find the environment through the state file named by CONFIG_CHECKSUM_E2E_STATE.
 // A failure here fails the run (the runner exits non-zero): e2e tests are never skipped silently.
 
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startEnvironment, STATE_ENV, type Environment } from './support/environment.ts';
-import { REPO_ROOT } from './support/webhook.ts';
+import { controlPlaneBinaries } from '../../src/local/binaries.ts';
+import { startEnvironment, STATE_ENV, type Environment } from '../../src/local/environment.ts';
 
 let environment: Environment | undefined;
 
@@ -15,7 +14,12 @@ const say = (line: string): void => {
 };
 
 export async function globalSetup(): Promise<void> {
-  const binDir = controlPlaneBinaries();
+  let binDir: string;
+  try {
+    binDir = controlPlaneBinaries(say);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; e2e tests cannot run`, { cause: error });
+  }
   const started = Date.now();
   environment = await startEnvironment({ binDir, log: say });
   process.env[STATE_ENV] = environment.statePath;
@@ -31,20 +35,4 @@ export async function globalTeardown(): Promise<void> {
   await environment.stop({ keepRunDir: keep });
   if (keep) say(`logs kept in ${path.join(environment.state.runDir, 'logs')}`);
   environment = undefined;
-}
-
-/** CONTROL_PLANE_BIN, or what the build script prints (instant when its cache is warm). */
-function controlPlaneBinaries(): string {
-  const fromEnv = process.env['CONTROL_PLANE_BIN'];
-  if (fromEnv) return fromEnv;
-  say('CONTROL_PLANE_BIN is not set; running test/controlplane/build.sh');
-  let output: string;
-  try {
-    output = execFileSync('bash', [path.join(REPO_ROOT, 'test', 'controlplane', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  } catch (error) {
-    throw new Error(`the control-plane binaries could not be built (test/controlplane/build.sh failed: ${(error as Error).message}); e2e tests cannot run`, { cause: error });
-  }
-  const binDir = output.trim().split('\n').at(-1);
-  if (!binDir) throw new Error('test/controlplane/build.sh printed no binary directory');
-  return binDir;
 }

@@ -10,15 +10,15 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { after, test, type TestContext } from 'node:test';
-import { kubeconfigYaml } from '../controlplane/cluster.ts';
-import { spawnLogged, stopGroup, tail } from '../controlplane/process.ts';
+import { kubeconfigYaml } from '../../src/local/control-plane.ts';
+import { spawnLogged, stopGroup, tail } from '../../src/local/process.ts';
 import { copyGatewayExample, HelmTools, CHART_DIR, HELM_MAJORS } from './support/helm.ts';
-import { GiveUp, resourcePath, uniqueName, waitFor, type KubeObject } from './support/kube.ts';
+import { GiveUp, resourcePath, uniqueName, waitFor, type KubeObject } from '../../src/local/kube.ts';
 import { assertOwnsOnlyTheRequest, checksumOwners, expectedChecksum, REQUESTED_ANNOTATION, Scenario, sleep, SOURCES_ANNOTATION, templateChecksum } from './support/scenario.ts';
-import { logEntries } from './support/webhook.ts';
+import { logEntries } from '../../src/local/webhook.ts';
+import { httpsCall } from '../support/https.ts';
 
 const TIMEOUT = { timeout: 300_000 };
 const scenario = new Scenario();
@@ -161,13 +161,8 @@ async function runChartCommand(t: TestContext, namespace: string): Promise<void>
   }
 }
 
-function readyz(port: number, ca: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port, path: '/readyz', ca, agent: false, timeout: 5_000 }, (response) => {
-      response.resume();
-      resolve(response.statusCode ?? 0);
-    }).on('error', reject);
-  });
+async function readyz(port: number, ca: string): Promise<number> {
+  return (await httpsCall({ port, path: '/readyz', ca, timeoutMs: 5_000 })).status;
 }
 
 // ---- the gateway example: two releases, one helmfile -----------------------------------------------------

@@ -1,5 +1,6 @@
-// Installable on a real cluster (DESIGN section 7): the shipped overlays as the API server takes them with
-// server-side apply, least privilege proven with the ServiceAccount's own token, self-managed certificates
+// Installable on a real cluster (DESIGN section 7): the run's own webhook as installed from the shipped
+// manifests (its ServiceAccount token, its RBAC, the shipped configuration), the shipped overlays as the
+// API server takes them with server-side apply, least privilege proven with the ServiceAccount's own token, self-managed certificates
 // (two replicas bootstrapping at once; rotation under a stream of writes with no failed or fail-open
 // admission), and the production install (the Dockerfile's build steps, then its ENTRYPOINT on the bundle alone).
 // Tests that point the run's MutatingWebhookConfiguration elsewhere give it back (url and caBundle of the
@@ -14,8 +15,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { splitPem } from '../../src/tls/authority.ts';
-import { freePort } from '../controlplane/cluster.ts';
-import { signalGroup } from '../controlplane/process.ts';
+import { freePort } from '../../src/local/control-plane.ts';
+import { signalGroup } from '../../src/local/process.ts';
 import {
   admissionOutcomes,
   caBundles,
@@ -41,10 +42,10 @@ import {
   type LoggedStep,
   type TlsSecret,
 } from './support/install.ts';
-import { GiveUp, parseJsonStream, resourcePath, uniqueName, waitFor, type KubeObject } from './support/kube.ts';
+import { GiveUp, parseJsonStream, resourcePath, run, uniqueName, waitFor, type KubeObject } from '../../src/local/kube.ts';
 import { CHECKSUM_ANNOTATION, configMap, expectedChecksum, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
-import { readImageRecipe } from './support/image.ts';
-import { logEntries, renderOverlay, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './support/webhook.ts';
+import { readImageRecipe } from '../../src/local/image.ts';
+import { logEntries, renderOverlay, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from '../../src/local/webhook.ts';
 
 const scenario = new Scenario();
 after(() => scenario.close());
@@ -52,6 +53,71 @@ const { client, kubectl, state } = scenario;
 const OVERLAYS_DIR = path.join(REPO_ROOT, 'manifests', 'overlays');
 const WEBHOOK_NAME = String((state.shippedConfiguration['webhooks'] as KubeObject[])[0]?.['name']);
 const OWN_NAMESPACE = SERVICE_ACCOUNT.namespace;
+
+// ---------------------------------------------------------------------------------------------------
+// 0. The run's webhook, as installed from the shipped manifests.
+
+const { serviceAccount, webhook } = state;
+const serviceAccountUser = `system:serviceaccount:${serviceAccount.namespace}:${serviceAccount.name}`;
+
+test('the webhook process authenticates with its ServiceAccount token, not an admin certificate', async () => {
+  const kubeconfig = readFileSync(webhook.files.kubeconfig, 'utf8');
+  assert.match(kubeconfig, /^\s+token: \S+$/m);
+  assert.doesNotMatch(kubeconfig, /client-certificate|client-key/);
+
+  const whoami = await run(scenario.state.kubectl, ['--kubeconfig', webhook.files.kubeconfig, 'auth', 'whoami', '-o', 'json']);
+  assert.equal(whoami.code, 0, whoami.stderr);
+  assert.equal(JSON.parse(whoami.stdout).status.userInfo.username, serviceAccountUser);
+});
+
+test('RBAC: the ServiceAccount can read ConfigMaps and patch workloads, and nothing beyond that', async () => {
+  const namespace = await scenario.namespace('e2e-rbac', { optIn: true });
+  const canI = async (...args: string[]): Promise<string> => {
+    const result = await scenario.kubectl.run(['auth', 'can-i', `--as=${serviceAccountUser}`, ...args]);
+    return result.stdout.trim();
+  };
+  const allowed: string[][] = [
+    ['get', 'configmaps', '-n', namespace],
+    ['patch', 'deployments.apps', '-n', namespace],
+    ['patch', 'statefulsets.apps', '-n', namespace],
+    ['patch', 'daemonsets.apps', '-n', namespace],
+  ];
+  const denied: string[][] = [
+    ['create', 'configmaps', '-n', namespace],
+    ['update', 'configmaps', '-n', namespace],
+    ['get', 'secrets', '-n', namespace],
+    ['get', 'secrets', '-n', 'kube-system'],
+    ['list', 'secrets', '--all-namespaces'],
+    ['delete', 'deployments.apps', '-n', namespace],
+    ['create', 'pods', '-n', namespace],
+  ];
+  for (const args of allowed) assert.equal(await canI(...args), 'yes', `can-i ${args.join(' ')}`);
+  for (const args of denied) assert.equal(await canI(...args), 'no', `can-i ${args.join(' ')}`);
+
+  // The same questions asked with the webhook's real credential rather than impersonation.
+  const own = async (...args: string[]): Promise<string> =>
+    (await run(scenario.state.kubectl, ['--kubeconfig', webhook.files.kubeconfig, 'auth', 'can-i', ...args])).stdout.trim();
+  assert.equal(await own('get', 'configmaps', '-n', namespace), 'yes');
+  assert.equal(await own('get', 'secrets', '-n', namespace), 'no');
+});
+
+test('the registered MutatingWebhookConfiguration is the shipped one, pointed at the local process', async () => {
+  const registered = await scenario.client.get(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${scenario.state.webhookConfiguration}`);
+  const shipped = scenario.state.shippedConfiguration as { webhooks: Array<Record<string, unknown>> };
+  const webhooks = registered['webhooks'] as Array<Record<string, any>>;
+  assert.equal(webhooks.length, shipped.webhooks.length);
+  const fields = ['name', 'admissionReviewVersions', 'rules', 'namespaceSelector', 'failurePolicy', 'sideEffects', 'timeoutSeconds', 'reinvocationPolicy', 'matchPolicy'];
+  webhooks.forEach((actual, index) => {
+    const expected = shipped.webhooks[index]!;
+    // A field the manifest leaves out gets the API server's default; every field it sets must arrive as set.
+    for (const field of fields.filter((name) => expected[name] !== undefined)) {
+      assert.deepEqual(actual[field], expected[field], `webhooks[${index}].${field} as shipped`);
+    }
+    assert.equal(actual['clientConfig']['url'], `https://127.0.0.1:${webhook.port}/mutate`);
+    assert.equal(actual['clientConfig']['service'], undefined);
+    assert.equal(Buffer.from(actual['clientConfig']['caBundle'], 'base64').toString('utf8'), readFileSync(webhook.files.caFile, 'utf8'));
+  });
+});
 
 // ---------------------------------------------------------------------------------------------------
 // 1. The overlays, as rendered and as the API server accepts them.
@@ -608,7 +674,7 @@ test('production install: the Dockerfile\'s build steps, then its ENTRYPOINT alo
     const ca = readFileSync(files.caFile);
     const healthz = await httpsGet(port, '/healthz', ca);
     assert.equal(healthz.status, 200, '/healthz over TLS');
-    assert.deepEqual(JSON.parse(healthz.body), { status: 'ok' });
+    assert.deepEqual(healthz.json, { status: 'ok' });
     assert.equal((await httpsGet(port, '/readyz', ca)).status, 200, '/readyz over TLS');
 
     // An admission through the API server, answered by this install.

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { resourcePath, waitFor, type KubeObject } from './support/kube.ts';
+import { resourcePath, waitFor, type KubeObject } from '../../src/local/kube.ts';
 import {
   assertOwnsOnlyTheRequest,
   checksumOwners,

@@ -4,14 +4,14 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { after, test, type TestContext } from 'node:test';
-import { resourcePath, waitFor, type KubeObject } from './support/kube.ts';
+import { resourcePath, waitFor, type KubeObject } from '../../src/local/kube.ts';
+import { httpsCall } from '../support/https.ts';
 import { pointRegistration, restoreRegistration } from './support/install.ts';
 import { configMap, expectedChecksum, REQUESTED_ANNOTATION, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
-import { startWebhookProcess, stopWebhookProcess, type WebhookProcess } from './support/webhook.ts';
+import { startWebhookProcess, stopWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
 
 const TIMEOUT = { timeout: 240_000 };
 const LEASE = { namespace: 'config-checksum', name: 'config-checksum-webhook-leader' };
@@ -298,13 +298,7 @@ test('watcher down while a ConfigMap changes: on start, the stale workload rolls
 
 test('the watcher holds digests, not data: resident memory and ConfigMaps tracked after this file', TIMEOUT, async (t) => {
   const { webhook } = scenario.state;
-  const metrics = await new Promise<string>((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port: webhook.port, path: '/metrics', ca: readFileSync(webhook.files.caFile) }, (response) => {
-      let body = '';
-      response.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-      response.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
+  const metrics = (await httpsCall({ port: webhook.port, path: '/metrics', ca: readFileSync(webhook.files.caFile) })).text;
   const value = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
   const rss = value('process_resident_memory_bytes');
   const tracked = value('config_checksum_watch_configmaps');

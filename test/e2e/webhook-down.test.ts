@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { configMap, expectedChecksum, Scenario, templateChecksum, workload } from './support/scenario.ts';
-import { httpsStatus } from './support/webhook.ts';
+import { httpsStatus } from '../../src/local/webhook.ts';
 
 const scenario = new Scenario();
 after(() => scenario.close());

@@ -1,11 +1,12 @@
-// The admission fuzz property of test/http/hardening-fuzz.test.ts, run for longer than CI allows:
+// The admission fuzz property of test/http/review-fuzz.test.ts, run for longer than CI allows:
 //   node test/fuzz/run.ts [seconds=300] [seed]
 // Prints the figures, and on a failure the counterexample with the seed and path to replay it
 // (node test/fuzz/run.ts <seconds> <seed>). Exit code 0 when the property held for the whole time.
 
 import fc from 'fast-check';
 import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget, warmUpBaseline } from '../http/fuzz-properties.ts';
-import { CANARY, call, gcHandle, mib, settledHeap, usedMemory } from '../http/hardening-support.ts';
+import { CANARY, gcHandle, mib, settledHeap, usedMemory } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
 
 const seconds = Number(process.argv[2] ?? 300);
 const seed = process.argv[3] === undefined ? Date.now() % 2 ** 31 : Number(process.argv[3]);
@@ -40,7 +41,7 @@ try {
   const elapsed = (performance.now() - started) / 1000;
   target.agent.destroy();
   const settled = await settledHeap(gc);
-  const metrics = await call({ port: target.server.port, ca: target.tls.ca.certificate, path: '/metrics' });
+  const metrics = await httpsCall({ port: target.server.port, ca: target.tls.ca.certificate, path: '/metrics' });
   console.log(`figures: ${describeTally(tally)}; ${elapsed.toFixed(1)} s, ${(tally.inputs / elapsed).toFixed(0)} inputs/s`);
   console.log(`memory (heap + external): baseline ${mib(baseline)}, peak ${mib(peak)}, after GC ${mib(settled)} (growth ${mib(settled - baseline)})`);
   console.log(`logs: ${target.log.lines} lines at trace; canary in logs ${target.log.leaks.length}, in /metrics ${metrics.text.includes(CANARY) ? 'YES' : 'no'}`);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { buildApp, BODY_LIMIT_BYTES, deadlineFromQuery } from '../../src/server/app.ts';
 import { DRAINING } from '../../src/server/readiness.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
-import { admissionRequest, decodePatch, FakeReader, HangingReader, reviewBody, workload } from '../unit/fakes.ts';
+import { admissionRequest, decodePatch, FakeReader, HangingReader, reviewBody, workload } from '../support/fakes.ts';
 import { testParts } from './support.ts';
 
 const CONFIG = { 'app-config': { data: { LOG_LEVEL: 'debug', PASSWORD_LIKE: 'value-that-must-not-be-logged' } } };

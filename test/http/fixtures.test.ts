@@ -8,8 +8,8 @@ import { buildApp } from '../../src/server/app.ts';
 import { checksumV1, type HashedConfigMap } from '../../src/checksum/encode.ts';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
-import { decodePatch } from '../unit/fakes.ts';
-import { assertOnlyManagedChanged } from '../unit/patch-helpers.ts';
+import { decodePatch } from '../support/fakes.ts';
+import { assertOnlyManagedChanged } from '../support/patch-helpers.ts';
 import { testParts } from './support.ts';
 import jsonpatch from 'fast-json-patch';
 

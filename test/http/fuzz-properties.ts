@@ -1,5 +1,5 @@
 // The fuzz property of the admission endpoint over real TLS, shared by the bounded CI test
-// (test/http/hardening-fuzz.test.ts) and the longer command (test/fuzz/run.ts).
+// (test/http/review-fuzz.test.ts) and the longer command (test/fuzz/run.ts).
 //
 // Property: whatever bytes arrive at POST /mutate, the answer is either a valid AdmissionReview (uid
 // echoed, allowed true, patchType exactly when a patch, the patch applies to the object sent and touches
@@ -14,9 +14,10 @@ import jsonpatch from 'fast-json-patch';
 import { BODY_LIMIT_BYTES } from '../../src/server/app.ts';
 import { startServer, type RunningServer } from '../../src/server/https.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { writeTls, type TlsMaterial } from './support.ts';
-import { call, CANARY, RecordingReader, settledHeap, traceParts, type Answer, type ScanningLog } from './hardening-support.ts';
+import { CANARY, RecordingReader, settledHeap, traceParts, type ScanningLog } from '../support/observation.ts';
 import type { Metrics } from '../../src/telemetry/metrics.ts';
+import { type HttpsAnswer, httpsCall } from '../support/https.ts';
+import { type TlsMaterial, writeTls } from '../support/tls.ts';
 
 export interface FuzzInput {
   readonly category: string;
@@ -322,7 +323,7 @@ export interface FuzzTarget {
   readonly log: ScanningLog;
   readonly metrics: Metrics;
   readonly agent: https.Agent;
-  send(input: FuzzInput): Promise<Answer>;
+  send(input: FuzzInput): Promise<HttpsAnswer>;
   healthy(): Promise<boolean>;
   stop(): Promise<void>;
 }
@@ -342,7 +343,7 @@ export async function startFuzzTarget(): Promise<FuzzTarget> {
     metrics: parts.metrics,
     agent,
     send: (input) =>
-      call({
+      httpsCall({
         port: server.port,
         ca: tls.ca.certificate,
         path: '/mutate?timeout=5s',
@@ -351,7 +352,7 @@ export async function startFuzzTarget(): Promise<FuzzTarget> {
         // An oversize body is refused before it is read: give it a connection of its own.
         agent: input.body.length > BODY_LIMIT_BYTES ? false : agent,
       }),
-    healthy: async () => (await call({ port: server.port, ca: tls.ca.certificate, path: '/healthz', agent, timeoutMs: 5_000 })).status === 200,
+    healthy: async () => (await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz', agent, timeoutMs: 5_000 })).status === 200,
     stop: async () => {
       agent.destroy();
       await server.stop();
@@ -365,7 +366,7 @@ export async function checkOne(target: FuzzTarget, input: FuzzInput, tally: Tall
   const { expect, parsed } = expectation(input);
   target.reader.take();
   const started = performance.now();
-  let answer: Answer;
+  let answer: HttpsAnswer;
   try {
     answer = await target.send(input);
   } catch (error) {

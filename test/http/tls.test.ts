@@ -13,8 +13,10 @@ import { BODY_LIMIT_BYTES } from '../../src/server/app.ts';
 import { issueCertificate } from '../../src/tls/certs.ts';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
-import { admissionRequest, decodePatch, FakeReader, reviewBody, workload } from '../unit/fakes.ts';
-import { httpsCall, postJson, servingPair, testParts, writeTls, type TlsMaterial } from './support.ts';
+import { admissionRequest, decodePatch, FakeReader, reviewBody, workload } from '../support/fakes.ts';
+import { testParts } from './support.ts';
+import { httpsCall, postJson } from '../support/https.ts';
+import { type TlsMaterial, servingPair, writeTls } from '../support/tls.ts';
 
 const CONFIG = { 'app-config': { data: { LOG_LEVEL: 'debug' } } };
 const review = (uid: string, options: Parameters<typeof admissionRequest>[1] = {}): Record<string, unknown> =>

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { computeChecksum, planChecksum, type ConfigMapLookup } from '../../src/checksum/compute.ts';
 import { ApiConfigMapReader, errorCode, readConfigMaps } from '../../src/kube/configmaps.ts';
 import type { KubeHttp, KubeResponse, RequestOptions } from '../../src/kube/http.ts';
-import { HangingReader } from './fakes.ts';
+import { HangingReader } from '../support/fakes.ts';
 
 type Handler = (method: string, path: string, options: RequestOptions) => Promise<KubeResponse>;
 

@@ -8,8 +8,8 @@ import { complete } from '../../src/admission/review.ts';
 import { MAX_WARNING_LENGTH, warning, WARNING_PREFIX } from '../../src/admission/warnings.ts';
 import { checksumV1 } from '../../src/checksum/encode.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, decodePatch, FakeReader, HangingReader, SETTINGS, SlowReader, workload, type ConfigMapData } from './fakes.ts';
-import { applyAnswer, assertOnlyManagedChanged } from './patch-helpers.ts';
+import { admissionRequest, decodePatch, FakeReader, HangingReader, SETTINGS, SlowReader, workload, type ConfigMapData } from '../support/fakes.ts';
+import { applyAnswer, assertOnlyManagedChanged } from '../support/patch-helpers.ts';
 
 const GATEWAY_TEMPLATE = {
   metadata: { labels: { app: 'gateway' } },

@@ -12,8 +12,8 @@ import { complete } from '../../src/admission/review.ts';
 import { computeChecksum, planChecksum } from '../../src/checksum/compute.ts';
 import { workloadParts } from '../../src/workload/kinds.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, decodePatch, FakeReader, SETTINGS, type ConfigMapData } from './fakes.ts';
-import { applyAnswer, assertOnlyManagedChanged } from './patch-helpers.ts';
+import { admissionRequest, decodePatch, FakeReader, SETTINGS, type ConfigMapData } from '../support/fakes.ts';
+import { applyAnswer, assertOnlyManagedChanged } from '../support/patch-helpers.ts';
 
 const NAMES = ['app-config', 'env', 'shared', 'x.y', 'z-9'] as const;
 const KEYS = ['LOG_LEVEL', 'a', 'b', 'config.yaml', '\uFF21', '\u{1F600}'] as const;

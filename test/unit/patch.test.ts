@@ -9,8 +9,8 @@ import { escapePointerSegment, readAnnotation, setAnnotation, TEMPLATE_METADATA,
 import { complete } from '../../src/admission/review.ts';
 import { checksumV1 } from '../../src/checksum/encode.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, decodePatch, FakeReader, SETTINGS } from './fakes.ts';
-import { applyAnswer, assertOnlyManagedChanged } from './patch-helpers.ts';
+import { admissionRequest, decodePatch, FakeReader, SETTINGS } from '../support/fakes.ts';
+import { applyAnswer, assertOnlyManagedChanged } from '../support/patch-helpers.ts';
 
 const READER_DATA = { 'app-config': { data: { LOG_LEVEL: 'debug', 'app.yaml': 'port: 8080\n' } } };
 const EXPECTED_CHECKSUM = checksumV1([

@@ -10,7 +10,7 @@ import { workloadParts } from '../../src/workload/kinds.ts';
 import { compareUtf8 } from '../../src/checksum/encode.ts';
 import { collectReferences, mergeReferences } from '../../src/checksum/references.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { lookupIn, utf8Base64, type ConfigMapData } from './fakes.ts';
+import { lookupIn, utf8Base64, type ConfigMapData } from '../support/fakes.ts';
 
 const EXTRA = CONTRACT.extraConfigMapsAnnotation;
 const CM = 'app-config';

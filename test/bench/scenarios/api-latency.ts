@@ -5,8 +5,8 @@
 // The Deployment is paused: each write changes the template, and without the pause each would start a
 // rollout whose controller work (new ReplicaSets, Pods) would compete for the same two cores.
 
-import type { Environment } from '../../e2e/support/environment.ts';
-import { resourcePath, type KubeClient, type KubeObject } from '../../e2e/support/kube.ts';
+import type { Environment } from '../../../src/local/environment.ts';
+import { resourcePath, type KubeClient, type KubeObject } from '../../../src/local/kube.ts';
 import { apiServerMetrics, createAll, metricSum, optedInNamespace, say, waitFor, WEBHOOK_CONFIGURATIONS_PATH, type Metrics } from '../support/cluster.ts';
 import { benchConfigMaps, benchReview, REVIEW_NAME } from '../support/review.ts';
 import { distribution, spread, type Distribution, type Spread } from '../support/stats.ts';

@@ -5,8 +5,8 @@
 // config_checksum_watch_rollouts_total sampled every 200 ms), and whether any stretch of patches beat the
 // bucket (count in [t_i, t_j] minus R x (t_j - t_i) never above B).
 
-import type { Environment } from '../../e2e/support/environment.ts';
-import { resourcePath, type KubeClient, type KubeObject } from '../../e2e/support/kube.ts';
+import type { Environment } from '../../../src/local/environment.ts';
+import { resourcePath, type KubeClient, type KubeObject } from '../../../src/local/kube.ts';
 import { configMap, expectedChecksum, workload } from '../../e2e/support/scenario.ts';
 import { createAll, metricSum, optedInNamespace, say, sleep, templateAnnotation, waitFor, waitForLogLine, watch, type BenchWebhook } from '../support/cluster.ts';
 import { spread, type Spread } from '../support/stats.ts';

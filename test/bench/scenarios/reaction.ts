@@ -5,8 +5,8 @@
 // again, so every change is its own coalescing burst. The coalescing window is part of every figure and is
 // reported apart: "beyond the window" is the figure minus the window.
 
-import type { Environment } from '../../e2e/support/environment.ts';
-import { resourcePath, type KubeClient, type KubeObject } from '../../e2e/support/kube.ts';
+import type { Environment } from '../../../src/local/environment.ts';
+import { resourcePath, type KubeClient, type KubeObject } from '../../../src/local/kube.ts';
 import { configMap, expectedChecksum, workload } from '../../e2e/support/scenario.ts';
 import { Arrivals } from '../support/arrivals.ts';
 import { createAll, optedInNamespace, say, sleep, templateAnnotation, waitFor, watch, type BenchWebhook } from '../support/cluster.ts';

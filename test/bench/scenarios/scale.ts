@@ -6,8 +6,8 @@
 // The floor: the same node and flags with the same program loaded and nothing running (load/idle.mjs).
 
 import { readFileSync } from 'node:fs';
-import type { Environment } from '../../e2e/support/environment.ts';
-import type { KubeClient, KubeObject } from '../../e2e/support/kube.ts';
+import type { Environment } from '../../../src/local/environment.ts';
+import type { KubeClient, KubeObject } from '../../../src/local/kube.ts';
 import { configMap, workload, type WorkloadKind } from '../../e2e/support/scenario.ts';
 import { forkChild } from '../support/children.ts';
 import { createAll, eachLimited, metricSum, optedInNamespace, say, sleep, waitFor, waitForLogLine, type BenchWebhook } from '../support/cluster.ts';

@@ -5,9 +5,10 @@
 
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import type { Environment } from '../../e2e/support/environment.ts';
-import { KubeClient, waitFor, type KubeObject } from '../../e2e/support/kube.ts';
-import { fileSize, logEntries, OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../e2e/support/webhook.ts';
+import type { Environment } from '../../../src/local/environment.ts';
+import { KubeClient, waitFor, type KubeObject } from '../../../src/local/kube.ts';
+import { fileSize, logEntries, OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../../src/local/webhook.ts';
+import { httpsCall } from '../../support/https.ts';
 
 export const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 
@@ -133,17 +134,9 @@ export interface ScrapeTarget {
   readonly key?: Buffer | string;
 }
 
-export function scrape(target: ScrapeTarget): Promise<Metrics> {
-  return new Promise((resolve, reject) => {
-    const request = https.get({ host: '127.0.0.1', port: target.port, path: target.path, ca: target.ca, cert: target.cert, key: target.key, agent: false, timeout: 5_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => resolve(parsePrometheus(Buffer.concat(chunks).toString('utf8'))));
-    });
-    request.on('timeout', () => request.destroy(new Error(`GET ${target.path} timed out`)));
-    request.on('error', reject);
-  });
+export async function scrape(target: ScrapeTarget): Promise<Metrics> {
+  const answer = await httpsCall({ port: target.port, path: target.path, ca: target.ca, cert: target.cert?.toString(), key: target.key?.toString(), timeoutMs: 5_000 });
+  return parsePrometheus(answer.text);
 }
 
 /** kube-apiserver's own /metrics, read with the admin certificate. */

@@ -3,7 +3,7 @@
 // a volume with items), and those three ConfigMaps. The update changes the image and carries a stale
 // checksum, so the answer is a patch (the heavier of the two common answers).
 
-import type { KubeObject } from '../../e2e/support/kube.ts';
+import type { KubeObject } from '../../../src/local/kube.ts';
 
 export const REVIEW_NAME = 'gateway';
 export const CONFIGMAP_NAMES = ['gateway-env', 'gateway-flags', 'gateway-apis'] as const;

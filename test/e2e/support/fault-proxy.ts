@@ -224,7 +224,7 @@ export class FaultProxy {
   }
 }
 
-/** token, server and CA of a kubeconfig as written by test/controlplane/cluster.ts kubeconfigYaml(). */
+/** token, server and CA of a kubeconfig as written by src/local/control-plane.ts kubeconfigYaml(). */
 export function readTokenKubeconfig(text: string): { server: string; caPem: string; token: string; user: string } {
   const field = (name: string): string => {
     const match = new RegExp(`^\\s*${name}: (.+)$`, 'm').exec(text);

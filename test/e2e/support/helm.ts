@@ -3,29 +3,16 @@
 // helm with its own cache/config/data directories (nothing read from or written to the user's ~/.config),
 // charts from local directories only (no repository is reachable).
 
-import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseJsonStream, run, type CommandResult, type KubeObject } from './kube.ts';
-import { REPO_ROOT } from './webhook.ts';
+import { parseJsonStream, run, type CommandResult, type KubeObject } from '../../../src/local/kube.ts';
+import { REPO_ROOT } from '../../../src/local/webhook.ts';
 
 export const CHART_DIR = path.join(REPO_ROOT, 'manifests', 'chart', 'config-checksum-webhook');
 export const OVERLAYS_DIR = path.join(REPO_ROOT, 'manifests', 'overlays');
 export const GATEWAY_EXAMPLE_DIR = path.join(REPO_ROOT, 'test', 'examples', 'gateway');
 
-/**
- * The directory holding helm, helmfile and kubectl: CONTROL_PLANE_BIN, or what the build script prints
- * (instant when its cache is warm), as test/e2e/global-setup.ts finds it.
- */
-export function toolsDirectory(): string {
-  const fromEnv = process.env['CONTROL_PLANE_BIN'];
-  if (fromEnv) return fromEnv;
-  const output = execFileSync('bash', [path.join(REPO_ROOT, 'test', 'controlplane', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  const binDir = output.trim().split('\n').at(-1);
-  if (!binDir) throw new Error('test/controlplane/build.sh printed no binary directory');
-  return binDir;
-}
 
 /** The Helm majors the harness builds: `helm` is Helm 3, `helm4` Helm 4 (server-side apply by default). */
 export type HelmMajor = 3 | 4;

@@ -4,14 +4,14 @@
 // bearer token, and the counters of both /metrics endpoints (the webhook's and the API server's).
 
 import { existsSync, readFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { spawnLogged, stopGroup, tail, type Registry } from '../../controlplane/process.ts';
-import type { E2EState } from './environment.ts';
-import { GiveUp, KubeClient, run, waitFor, type CommandResult, type KubeObject } from './kube.ts';
-import { localWebhookConfiguration, logEntries, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from './webhook.ts';
+import { spawnLogged, stopGroup, tail, type Registry } from '../../../src/local/process.ts';
+import type { E2EState } from '../../../src/local/environment.ts';
+import { GiveUp, KubeClient, run, waitFor, type CommandResult, type KubeObject } from '../../../src/local/kube.ts';
+import { localWebhookConfiguration, logEntries, REPO_ROOT, SERVICE_ACCOUNT, waitForWebhook } from '../../../src/local/webhook.ts';
+import { httpsCall, type HttpsAnswer } from '../../support/https.ts';
 
 /** The only Secret the shipped Role lets the webhook read and update (manifests/base/rbac.yaml). */
 export const TLS_SECRET = 'config-checksum-webhook-tls';
@@ -113,23 +113,9 @@ export async function waitListening(proc: ExtraProcess, timeoutMs = 60_000): Pro
   }, { timeoutMs, intervalMs: 100 });
 }
 
-export interface HttpsAnswer {
-  readonly status: number;
-  readonly body: string;
-}
-
 /** GET over TLS to 127.0.0.1, verifying the server against `ca` (including the 127.0.0.1 IP SAN). */
 export function httpsGet(port: number, urlPath: string, ca: string | Buffer): Promise<HttpsAnswer> {
-  return new Promise((resolve, reject) => {
-    const request = https.get({ host: '127.0.0.1', port, path: urlPath, ca, agent: false, timeout: 5_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    request.on('timeout', () => request.destroy(new Error(`GET ${urlPath} timed out`)));
-    request.on('error', reject);
-  });
+  return httpsCall({ port, path: urlPath, ca, timeoutMs: 5_000 });
 }
 
 /** The certificate a TLS server on 127.0.0.1 presents, and whether it verifies against `ca`. */
@@ -199,7 +185,7 @@ export async function admissionOutcomes(port: number, ca: string | Buffer): Prom
   const answer = await httpsGet(port, '/metrics', ca);
   if (answer.status !== 200) throw new Error(`webhook /metrics answered ${answer.status}`);
   const outcomes: Record<string, number> = {};
-  for (const outcome of ['patched', 'unchanged', 'skipped', 'fail-open']) outcomes[outcome] = metricSum(answer.body, 'config_checksum_admissions_total', { outcome });
+  for (const outcome of ['patched', 'unchanged', 'skipped', 'fail-open']) outcomes[outcome] = metricSum(answer.text, 'config_checksum_admissions_total', { outcome });
   return outcomes;
 }
 
@@ -283,42 +269,18 @@ export function kubeconfigToken(kubeconfig: string): string {
 }
 
 /** A request to the API server with a bearer token (no client certificate): the webhook's credential. */
-export function tokenRequest(state: E2EState, token: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: KubeObject }> {
+export async function tokenRequest(state: E2EState, token: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: KubeObject }> {
   const server = new URL(state.server);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const request = https.request({
-      host: server.hostname,
-      port: server.port,
-      method,
-      path: urlPath,
-      ca: readFileSync(state.admin.caFile),
-      agent: false,
-      timeout: 15_000,
-      headers: {
-        authorization: `Bearer ${token}`,
-        accept: 'application/json',
-        ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}),
-      },
-    }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: KubeObject;
-        try {
-          parsed = JSON.parse(text) as KubeObject;
-        } catch {
-          parsed = { text };
-        }
-        resolve({ status: response.statusCode ?? 0, body: parsed });
-      });
-    });
-    request.on('timeout', () => request.destroy(new Error(`${method} ${urlPath} timed out`)));
-    request.on('error', reject);
-    request.end(payload);
+  const answer = await httpsCall({
+    host: server.hostname,
+    port: Number(server.port),
+    method,
+    path: urlPath,
+    ca: readFileSync(state.admin.caFile),
+    headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body), contentType }),
   });
+  return { status: answer.status, body: (answer.json as KubeObject | undefined) ?? { text: answer.text } };
 }
 
 /** Runs a command in `cwd` with its output captured; never throws for a non-zero exit. */

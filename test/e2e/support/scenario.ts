@@ -4,9 +4,9 @@
 import { computeChecksum, planChecksum } from '../../../src/checksum/compute.ts';
 import { workloadParts } from '../../../src/workload/kinds.ts';
 import { CONTRACT } from '../../../src/config.ts';
-import { connect, loadState, writeState, type E2EState } from './environment.ts';
-import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from './kube.ts';
-import { OPT_IN_LABEL, startWebhookProcess, stopWebhookProcess, waitForWebhook } from './webhook.ts';
+import { connect, loadState, writeState, type E2EState } from '../../../src/local/environment.ts';
+import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from '../../../src/local/kube.ts';
+import { OPT_IN_LABEL, startWebhookProcess, stopWebhookProcess, waitForWebhook } from '../../../src/local/webhook.ts';
 
 export const CHECKSUM_ANNOTATION = CONTRACT.defaultChecksumAnnotation;
 export const SOURCES_ANNOTATION = CONTRACT.sourcesAnnotation;

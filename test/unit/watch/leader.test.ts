@@ -8,8 +8,8 @@ import https from 'node:https';
 import { test } from 'node:test';
 import { KubeHttp } from '../../../src/kube/http.ts';
 import { LeaderElector } from '../../../src/watch/leader.ts';
-import { servingPair } from '../../http/support.ts';
-import { listenAsApiServer } from '../fakes.ts';
+import { listenAsApiServer } from '../../support/fakes.ts';
+import { servingPair } from '../../support/tls.ts';
 
 // Every Lease call carries a deadline of one retry period, so a hung renewal counts as a failed one and the
 // leader steps down (after 2/3 of the lease without a renewal) before another replica may take over.

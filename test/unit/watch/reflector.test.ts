@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import { KubeHttp } from '../../../src/kube/http.ts';
 import { watchSource } from '../../../src/kube/watch.ts';
 import { Reflector } from '../../../src/watch/reflector.ts';
-import { servingPair } from '../../http/support.ts';
-import { listenAsApiServer } from '../fakes.ts';
+import { listenAsApiServer } from '../../support/fakes.ts';
+import { servingPair } from '../../support/tls.ts';
 
 // The backoff is reset only by a watch that worked (an event, or open for a while), so a watch that keeps
 // failing is retried at a growing interval rather than every ~250 ms.

@@ -5,9 +5,9 @@
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { bundleWebhook } from '../../../src/build.ts';
+import { bundleWebhook } from '../build.ts';
 
-const DOCKERFILE = path.resolve(import.meta.dirname, '..', '..', '..', 'Dockerfile');
+const DOCKERFILE = path.resolve(import.meta.dirname, '..', '..', 'Dockerfile');
 
 export interface ImageRecipe {
   /** WORKDIR of the build stage, and its RUN commands in order (shell form). */

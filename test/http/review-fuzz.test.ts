@@ -1,4 +1,4 @@
-// Hardening 1: bad input never crashes or wedges the server. fast-check drives POST /mutate of a real
+// Bad input never crashes or wedges the server. fast-check drives POST /mutate of a real
 // startServer (TLS on 127.0.0.1, fake ConfigMapReader, log level trace) with random JSON, reviews with wrong
 // types anywhere (the pod template above all), truncated bodies, deep nesting (to 100k levels), huge
 // arrays (to 100k entries), Unicode everywhere, raw bytes, wrong content types and bodies over 7 MiB.
@@ -9,7 +9,8 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { checkOne, describeTally, fuzzInput, newTally, oversize, startFuzzTarget, warmUpBaseline, type FuzzTarget } from './fuzz-properties.ts';
-import { CANARY, call, gcHandle, mib, MiB, settledHeap, usedMemory } from './hardening-support.ts';
+import { CANARY, gcHandle, mib, MiB, settledHeap, usedMemory } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
 
 // CI budget for the random inputs; the whole file stays well under a minute.
 const FUZZ_SECONDS = Number(process.env['HARDENING_FUZZ_SECONDS'] ?? 20);
@@ -65,7 +66,7 @@ describe('fuzzing POST /mutate over TLS', () => {
     assert.ok(settled - baseline < HEAP_GROWTH_LIMIT, `heap grew by ${mib(settled - baseline)}`);
     assert.deepEqual(target.log.leaks, [], 'no ConfigMap value in any log line');
     assert.deepEqual(target.log.notJson, [], 'every log line is one JSON object');
-    const metrics = await call({ port: target.server.port, ca: target.tls.ca.certificate, path: '/metrics' });
+    const metrics = await httpsCall({ port: target.server.port, ca: target.tls.ca.certificate, path: '/metrics' });
     assert.equal(metrics.status, 200);
     assert.ok(!metrics.text.includes(CANARY), 'no ConfigMap value in /metrics');
   });
@@ -85,11 +86,11 @@ describe('fuzzing POST /mutate over TLS', () => {
       }
       const started = performance.now();
       for (let i = 0; i < 20; i++) {
-        const answer = await call({ port: target.server.port, ca: target.tls.ca.certificate, path: '/healthz', timeoutMs: 5_000 });
+        const answer = await httpsCall({ port: target.server.port, ca: target.tls.ca.certificate, path: '/healthz', timeoutMs: 5_000 });
         assert.equal(answer.status, 200);
       }
       const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'after-stuck', kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, operation: 'CREATE', namespace: 'shop', object: {} } };
-      const answer = await call({ port: target.server.port, ca: target.tls.ca.certificate, path: '/mutate', body: JSON.stringify(review), contentType: 'application/json', timeoutMs: 5_000 });
+      const answer = await httpsCall({ port: target.server.port, ca: target.tls.ca.certificate, path: '/mutate', body: JSON.stringify(review), contentType: 'application/json', timeoutMs: 5_000 });
       assert.equal(answer.status, 200);
       assert.equal((JSON.parse(answer.text) as { response: { uid: string } }).response.uid, 'after-stuck');
       t.diagnostic(`with 20 stuck connections open: 20 /healthz and 1 admission in ${(performance.now() - started).toFixed(0)} ms`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control plane used by the e2e tests and the local run: etcd, kube-apiserver,
 # kube-controller-manager and kubectl, plus the clients helm (Helm 3), helm4 (Helm 4, server-side apply by
-# default) and helmfile, from the Go module proxy at the versions pinned in test/controlplane/go/*/go.mod.
+# default) and helmfile, from the Go module proxy at the versions pinned in src/local/go/*/go.mod.
 # Binaries go to a cache outside the repository, keyed by versions (the clients in directories of their
 # own, linked into the control plane's, so that pinning a new helm never rebuilds kube-apiserver), and a
 # warm cache makes this a no-op. Safe to run from two clones at once: one build holds a lock on the cache

@@ -1,8 +1,8 @@
-// Shared pieces of the hardening suites (test/http/hardening-*.test.ts, test/fuzz/run.ts): a log sink that
-// scans every line for the canary without keeping them, a ConfigMapReader that records the namespaces it is
-// asked about, app parts at log level trace, a keep-alive HTTPS client, and a GC handle for heap figures.
+// Watching the app under hostile input (the limits, leak, fuzz, shutdown and client-certificate suites,
+// and npm run fuzz): a log sink that scans every line for the canary without keeping them, a
+// ConfigMapReader that records the namespaces it is asked about, app parts at log level trace, and a GC
+// handle for heap figures.
 
-import https from 'node:https';
 import { Writable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -13,7 +13,7 @@ import type { AppParts } from '../../src/server/app.ts';
 import { Readiness } from '../../src/server/readiness.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
-import { lookupIn, SETTINGS, type ConfigMapData } from '../unit/fakes.ts';
+import { lookupIn, SETTINGS, type ConfigMapData } from './fakes.ts';
 
 /** A value that must never leave a ConfigMap: not in logs, responses, warnings, metrics or Events. */
 export const CANARY = 'canary-5f3b1c9e-leak';
@@ -100,57 +100,6 @@ export function traceParts(reader: ConfigMapReader, settings: Partial<MutateSett
   };
 }
 
-export interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly text: string;
-}
-
-export interface Call {
-  readonly port: number;
-  readonly ca: string;
-  readonly method?: string;
-  readonly path: string;
-  readonly body?: Buffer | string;
-  readonly contentType?: string | undefined;
-  readonly agent?: https.Agent | false;
-  readonly timeoutMs?: number;
-  readonly cert?: string;
-  readonly key?: string;
-  readonly maxVersion?: 'TLSv1.2' | 'TLSv1.3';
-}
-
-export function call(options: Call): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = {};
-    if (options.body !== undefined) headers['content-length'] = Buffer.byteLength(options.body);
-    if (options.contentType !== undefined) headers['content-type'] = options.contentType;
-    const request = https.request(
-      {
-        host: '127.0.0.1',
-        port: options.port,
-        method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-        path: options.path,
-        ca: options.ca,
-        agent: options.agent ?? false,
-        headers,
-        ...(options.cert ? { cert: options.cert, key: options.key } : {}),
-        ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}),
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    request.setTimeout(options.timeoutMs ?? 15_000, () => request.destroy(new Error(`${options.path}: no answer within ${options.timeoutMs ?? 15_000} ms`)));
-    request.on('error', reject);
-    request.end(options.body);
-  });
-}
-
-/** A callable gc() even without --expose-gc on the command line (the test runner starts each file itself). */
 export function gcHandle(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (typeof existing === 'function') return existing;

@@ -1,6 +1,6 @@
 // A real control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager, started from the
-// binaries test/controlplane/build.sh makes, with a fresh PKI per run. Used by the e2e tests (once per run,
-// from test/e2e/global-setup.ts) and by the local run (src/local.ts).
+// binaries build-control-plane.sh makes, with a fresh PKI per run. Used by the e2e tests (once per run,
+// from their global setup) and by the local run (src/local/main.ts).
 //
 // Layout of one run:
 //   <runDir>/pki/...              CA, serving and client certificates, service-account keys
@@ -16,7 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createCertificateAuthority, issueCertificate, DAY_MS, type KeyPairPem } from '../../src/tls/certs.ts';
+import { createCertificateAuthority, issueCertificate, DAY_MS, type KeyPairPem } from '../tls/certs.ts';
 import {
   registered,
   signalGroup,
@@ -95,7 +95,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const binDir = path.resolve(options.binDir);
   const missing = BINARIES.filter((name) => !existsSync(path.join(binDir, name)));
   if (missing.length > 0) {
-    throw new ControlPlaneError(`control-plane binaries missing in ${binDir}: ${missing.join(', ')}. Build them with: bash test/controlplane/build.sh`);
+    throw new ControlPlaneError(`control-plane binaries missing in ${binDir}: ${missing.join(', ')}. Build them with: bash src/local/build-control-plane.sh`);
   }
 
   const runDir = options.runDir ?? mkdtempSync(path.join(os.tmpdir(), 'config-checksum-run-'));

@@ -1,4 +1,4 @@
-// Hardening 4: resource limits. Pod templates with thousands of references, and ConfigMaps near the 1 MiB
+// Resource limits. Pod templates with thousands of references, and ConfigMaps near the 1 MiB
 // object limit, through startServer over TLS with a fake reader: every answer comes within a generous
 // ceiling (the webhook's timeoutSeconds is 5), memory stays bounded, and a template over --max-configmaps
 // gets a fail-open warning at once rather than thousands of reads.
@@ -11,10 +11,11 @@ import { startServer, type RunningServer } from '../../src/server/https.ts';
 import { computeChecksum, planChecksum } from '../../src/checksum/compute.ts';
 import { workloadParts } from '../../src/workload/kinds.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, reviewBody } from '../unit/fakes.ts';
-import type { ConfigMapData } from '../unit/fakes.ts';
-import { writeTls, type TlsMaterial } from './support.ts';
-import { call, CANARY, gcHandle, mib, MiB, RecordingReader, settledHeap, traceParts, usedMemory } from './hardening-support.ts';
+import { admissionRequest, reviewBody } from '../support/fakes.ts';
+import type { ConfigMapData } from '../support/fakes.ts';
+import { CANARY, gcHandle, mib, MiB, RecordingReader, settledHeap, traceParts, usedMemory } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
+import { type TlsMaterial, writeTls } from '../support/tls.ts';
 
 // Far above what these cases take on a busy 2-core machine, far below the API server's 5 s deadline.
 const CEILING_MS = 3_000;
@@ -87,7 +88,7 @@ describe('resource limits over TLS', () => {
     const sampler = setInterval(() => (peakHeap = Math.max(peakHeap, usedMemory())), 5);
     const started = performance.now();
     try {
-      const answer = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate?timeout=5s', body, contentType: 'application/json', agent, timeoutMs: 30_000 });
+      const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate?timeout=5s', body, contentType: 'application/json', agent, timeoutMs: 30_000 });
       const ms = performance.now() - started;
       assert.ok(!answer.text.includes(CANARY), 'no ConfigMap value in the answer');
       const response = (JSON.parse(answer.text) as { response: Measured['response'] }).response;

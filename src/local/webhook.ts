@@ -7,13 +7,13 @@
 import { mkdirSync, statSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { createCertificateAuthority, issueCertificate, serviceDnsNames, DAY_MS } from '../../../src/tls/certs.ts';
-import { freePort, kubeconfigYaml, type ControlPlane } from '../../controlplane/cluster.ts';
-import { isAlive, registered, spawnLogged, stopGroup, tail, unregister, type Registry } from '../../controlplane/process.ts';
+import { createCertificateAuthority, issueCertificate, serviceDnsNames, DAY_MS } from '../tls/certs.ts';
+import { freePort, kubeconfigYaml, type ControlPlane } from './control-plane.ts';
+import { isAlive, registered, spawnLogged, stopGroup, tail, unregister, type Registry } from './process.ts';
 import { buildImageProgram } from './image.ts';
 import { GiveUp, Kubectl, KubeClient, parseJsonStream, resourcePath, waitFor, type KubeObject } from './kube.ts';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..', '..');
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const DEFAULT_OVERLAY = path.join(REPO_ROOT, 'manifests', 'overlays', 'namespace-opt-in');
 export const SERVICE_ACCOUNT = { namespace: 'config-checksum', name: 'config-checksum-webhook' } as const;
 export const WEBHOOK_CONFIGURATION = 'config-checksum-webhook';

@@ -1,10 +1,10 @@
-// One control plane with the webhook installed, as the e2e run and the local run (src/local.ts) both use
+// One control plane with the webhook installed, as the e2e run and the local run (src/local/main.ts) both use
 // it, and the state file through which test files (separate processes) find it.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from '../../../src/config.ts';
-import { startControlPlane, type ControlPlane } from '../../controlplane/cluster.ts';
+import { loadConfig } from '../config.ts';
+import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { Kubectl, KubeClient } from './kube.ts';
 import { installWebhook, SERVICE_ACCOUNT, WEBHOOK_CONFIGURATION, type InstalledWebhook, type WebhookFiles } from './webhook.ts';
 
@@ -110,7 +110,7 @@ export function writeState(statePath: string, state: E2EState): void {
 export function loadState(): { state: E2EState; statePath: string } {
   const statePath = process.env[STATE_ENV];
   if (!statePath) {
-    throw new Error(`${STATE_ENV} is not set: run the e2e tests with --test-global-setup=test/e2e/global-setup.ts (see npm test)`);
+    throw new Error(`${STATE_ENV} is not set: run the e2e tests through npm test or npm run test:e2e, whose global setup starts the environment`);
   }
   return { state: JSON.parse(readFileSync(statePath, 'utf8')) as E2EState, statePath };
 }

@@ -1,4 +1,4 @@
-// Hardening 5: no leaks of config. Every ConfigMap value here carries a canary; servers run at every log
+// No leaks of config. Every ConfigMap value here carries a canary; servers run at every log
 // level (trace included) with all output captured: log lines, answers (bodies and headers), warnings and
 // /metrics. The canary must appear nowhere, whatever the outcome (patched, unchanged, missing key or
 // ConfigMap, unreadable, over the limit, dry run, malformed request).
@@ -9,9 +9,10 @@ import { test } from 'node:test';
 import { startServer } from '../../src/server/https.ts';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, reviewBody } from '../unit/fakes.ts';
-import { writeTls } from './support.ts';
-import { call, CANARY, RecordingReader, traceParts } from './hardening-support.ts';
+import { admissionRequest, reviewBody } from '../support/fakes.ts';
+import { CANARY, RecordingReader, traceParts } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
+import { writeTls } from '../support/tls.ts';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -70,7 +71,7 @@ test('the canary never appears in logs, answers, warnings or /metrics, at any lo
       try {
         for (const [index, c] of CASES.entries()) {
           const body = JSON.stringify(reviewBody(admissionRequest(c.object, { uid: `leak-${level}-${index}`, operation: c.operation ?? 'CREATE', oldObject: c.old ?? null, dryRun: c.dryRun ?? false })));
-          const answer = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate?timeout=5s', body, contentType: 'application/json', agent });
+          const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate?timeout=5s', body, contentType: 'application/json', agent });
           answers++;
           assert.equal(answer.status, 200, c.label);
           const response = (JSON.parse(answer.text) as { response: { warnings?: string[]; patch?: string } }).response;
@@ -82,10 +83,10 @@ test('the canary never appears in logs, answers, warnings or /metrics, at any lo
         }
         // Malformed requests quoting the canary in the body: the 400 message may echo the body (it is the
         // caller's own), but nothing of it may reach a log line.
-        const malformed = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: `{"oops": ${CANARY}}`, contentType: 'application/json', agent });
+        const malformed = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: `{"oops": ${CANARY}}`, contentType: 'application/json', agent });
         assert.equal(malformed.status, 400);
         for (const path of ['/metrics', '/healthz', '/readyz']) {
-          const answer = await call({ port: server.port, ca: tls.ca.certificate, path, agent });
+          const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path, agent });
           assert.ok(!answer.text.includes(CANARY), `${level}: canary in ${path}`);
         }
       } finally {
@@ -113,7 +114,7 @@ test('a reader that throws with config data in its error: answered fail-open, an
   const server = await startServer(parts, { host: '127.0.0.1', port: 0, tls: { certFile: tls.certFile, keyFile: tls.keyFile }, drainSeconds: 0 });
   try {
     const body = JSON.stringify(reviewBody(admissionRequest(deploymentUsing({ volumes: ['app', 'explodes'] }), { uid: 'explodes' })));
-    const answer = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
+    const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
     assert.equal(answer.status, 200);
     const response = (JSON.parse(answer.text) as { response: { allowed: boolean; patch?: string; warnings?: string[] } }).response;
     assert.equal(response.allowed, true);

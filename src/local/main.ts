@@ -1,14 +1,15 @@
 // `npm start`: run it. With a cluster configured (--kubeconfig, $KUBECONFIG, ~/.kube/config, or inside a
 // pod), this is the webhook process of src/main.ts against that cluster. Without one, it starts a
-// throwaway control plane on 127.0.0.1 (the one the e2e tests use), installs the webhook on it from the
+// throwaway control plane on 127.0.0.1 (src/local/, the one the e2e tests use; never part of the bundle
+// or the image), installs the webhook on it from the
 // shipped manifests, prepares an opted-in namespace "demo", prints how to try it, and stays in the
 // foreground until Ctrl-C, when everything is torn down.
 
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runFromCommandLine } from './main.ts';
+import { runFromCommandLine } from '../main.ts';
+import { controlPlaneBinaries } from './binaries.ts';
 
 const DEMO_NAMESPACE = 'demo';
 // The demo outlives a working day; the token is minted per run and dies with the control plane anyway.
@@ -26,13 +27,12 @@ async function runLocally(webhookArgs: readonly string[]): Promise<void> {
   const say = (line: string): void => {
     process.stderr.write(`[local] ${line}\n`);
   };
-  const repoRoot = path.resolve(import.meta.dirname, '..');
   say('no cluster configured (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster service account): starting a local control plane');
-  const binDir = process.env['CONTROL_PLANE_BIN'] || buildControlPlane(repoRoot, say);
-  // Test support, loaded only here: a production start never imports it.
-  const { startEnvironment } = await import('../test/e2e/support/environment.ts');
-  const { Kubectl } = await import('../test/e2e/support/kube.ts');
-  const { OPT_IN_LABEL } = await import('../test/e2e/support/webhook.ts');
+  const binDir = controlPlaneBinaries(say);
+  // The local control plane's harness, loaded only here: a start against a configured cluster never loads it.
+  const { startEnvironment } = await import('./environment.ts');
+  const { Kubectl } = await import('./kube.ts');
+  const { OPT_IN_LABEL } = await import('./webhook.ts');
 
   const environment = await startEnvironment({ binDir, log: say, webhookArgs, tokenDuration: LOCAL_TOKEN_DURATION, handleSignals: false });
   let stopping = false;
@@ -60,13 +60,6 @@ async function runLocally(webhookArgs: readonly string[]): Promise<void> {
   process.stdout.write(instructions(state.kubeconfig, state.kubectl, state.webhook.files.logFile, state.runDir));
 }
 
-function buildControlPlane(repoRoot: string, say: (line: string) => void): string {
-  say('locating the control-plane binaries (test/controlplane/build.sh; the first build takes several minutes)');
-  const output = execFileSync('bash', [path.join(repoRoot, 'test', 'controlplane', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  const binDir = output.trim().split('\n').at(-1);
-  if (!binDir) throw new Error('test/controlplane/build.sh printed no binary directory');
-  return binDir;
-}
 
 function instructions(kubeconfig: string, kubectl: string, webhookLog: string, runDir: string): string {
   const ns = DEMO_NAMESPACE;

@@ -1,4 +1,4 @@
-// Hardening 3: shutdown loses nothing. A steady load of admissions over keep-alive connections (autocannon,
+// Shutdown loses nothing. A steady load of admissions over keep-alive connections (autocannon,
 // bounded in time) runs against startServer over TLS; stop() is called in the middle. During the drain
 // window /readyz answers 503, every admission still succeeds with the same answer, and no request fails.
 
@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { startServer } from '../../src/server/https.ts';
-import { admissionRequest, reviewBody, workload } from '../unit/fakes.ts';
-import { writeTls } from './support.ts';
-import { call, CANARY, RecordingReader, traceParts } from './hardening-support.ts';
+import { admissionRequest, reviewBody, workload } from '../support/fakes.ts';
+import { CANARY, RecordingReader, traceParts } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
+import { writeTls } from '../support/tls.ts';
 
 interface AutocannonResult {
   readonly requests: { readonly total: number };
@@ -46,7 +47,7 @@ test('stop() during a steady load: /readyz 503 for the whole drain, zero failed 
   const body = JSON.stringify(reviewBody(admissionRequest(workload(), { uid: 'drain-load' })));
   try {
     // Every answer must be this one, byte for byte (autocannon counts any other as a mismatch).
-    const expected = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
+    const expected = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
     assert.equal(expected.status, 200);
     assert.match(expected.text, /"uid":"drain-load"/);
 
@@ -77,14 +78,14 @@ test('stop() during a steady load: /readyz 503 for the whole drain, zero failed 
     const done = new Promise<AutocannonResult>((resolve) => load.on('done', resolve));
 
     await new Promise((resolve) => setTimeout(resolve, LEAD_IN_MS));
-    assert.equal((await call({ port: server.port, ca: tls.ca.certificate, path: '/readyz' })).status, 200, 'ready before stop()');
+    assert.equal((await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/readyz' })).status, 200, 'ready before stop()');
     drainStartedAt = performance.now();
     const stopped = server.stop();
     const readyz: number[] = [];
     let loadEnded = false;
     const result = done.finally(() => (loadEnded = true));
     while (!loadEnded) {
-      readyz.push((await call({ port: server.port, ca: tls.ca.certificate, path: '/readyz', timeoutMs: 2_000 })).status);
+      readyz.push((await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/readyz', timeoutMs: 2_000 })).status);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const drainedFor = performance.now() - drainStartedAt;
@@ -105,7 +106,7 @@ test('stop() during a steady load: /readyz 503 for the whole drain, zero failed 
     assert.ok(readyz.length >= 5, `/readyz was polled during the drain (${readyz.length})`);
     assert.deepEqual([...new Set(readyz)], [503], '/readyz answered 503 for the whole drain');
     assert.ok(stoppedAfter >= DRAIN_SECONDS * 1000 - 50, 'the server kept serving for the drain window');
-    await assert.rejects(call({ port: server.port, ca: tls.ca.certificate, path: '/healthz', timeoutMs: 2_000 }), /ECONNREFUSED/, 'closed after the drain');
+    await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz', timeoutMs: 2_000 }), /ECONNREFUSED/, 'closed after the drain');
     assert.deepEqual(parts.log.leaks, []);
   } finally {
     await server.stop();

@@ -1,4 +1,4 @@
-// Hardening 6: nobody else gets in. With a client CA (TlsFiles.clientCaFile, --client-ca-file), a caller
+// Client certificates: nobody else gets in. With a client CA (TlsFiles.clientCaFile, --client-ca-file), a caller
 // without a certificate or with one from another CA is refused during the TLS handshake, before any HTTP;
 // one from the right CA is served. Without it, a forged AdmissionReview naming namespace A makes the
 // webhook read ConfigMaps of namespace A only (whatever the object claims), and the answer holds nothing
@@ -12,9 +12,10 @@ import jsonpatch from 'fast-json-patch';
 import { startServer, type RunningServer } from '../../src/server/https.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { createCertificateAuthority, issueCertificate, type KeyPairPem } from '../../src/tls/certs.ts';
-import { admissionRequest, reviewBody } from '../unit/fakes.ts';
-import { writeTls, type TlsMaterial } from './support.ts';
-import { call, CANARY, RecordingReader, traceParts } from './hardening-support.ts';
+import { admissionRequest, reviewBody } from '../support/fakes.ts';
+import { CANARY, RecordingReader, traceParts } from '../support/observation.ts';
+import { httpsCall } from '../support/https.ts';
+import { type TlsMaterial, writeTls } from '../support/tls.ts';
 
 function clientCertificate(ca: KeyPairPem, commonName: string): KeyPairPem {
   return issueCertificate(ca, { commonName, usage: 'client', validityMs: 3_600_000 });
@@ -58,13 +59,13 @@ describe('client certificates required (--client-ca-file)', () => {
       const before = await admissions();
       const reads = reader.total;
       const refused = /certificate required|unknown ca|alert|ECONNRESET|socket hang up|EPIPE|before secure TLS connection was established/i;
-      await assert.rejects(call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('no-cert'), contentType: 'application/json', ...versionOption(maxVersion) }), refused);
+      await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('no-cert'), contentType: 'application/json', ...versionOption(maxVersion) }), refused);
       const stranger = clientCertificate(otherCa, 'kube-apiserver');
-      await assert.rejects(call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('other-ca'), contentType: 'application/json', cert: stranger.certificate, key: stranger.privateKey, ...versionOption(maxVersion) }), refused);
+      await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('other-ca'), contentType: 'application/json', cert: stranger.certificate, key: stranger.privateKey, ...versionOption(maxVersion) }), refused);
       // A server certificate of the right CA is not a client certificate either.
       const serverOnly = issueCertificate(apiServerCa, { commonName: 'kube-apiserver', usage: 'server', validityMs: 3_600_000 });
-      await assert.rejects(call({ port: server.port, ca: tls.ca.certificate, path: '/healthz', cert: serverOnly.certificate, key: serverOnly.privateKey, ...versionOption(maxVersion) }), refused);
-      await assert.rejects(call({ port: server.port, ca: tls.ca.certificate, path: '/healthz', ...versionOption(maxVersion) }), refused);
+      await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz', cert: serverOnly.certificate, key: serverOnly.privateKey, ...versionOption(maxVersion) }), refused);
+      await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz', ...versionOption(maxVersion) }), refused);
       assert.equal(await admissions(), before, 'no admission was handled');
       assert.equal(reader.total, reads, 'no ConfigMap was read');
     });
@@ -72,11 +73,11 @@ describe('client certificates required (--client-ca-file)', () => {
 
   test('a client certificate from the configured CA is served', async () => {
     const apiServer = clientCertificate(apiServerCa, 'kube-apiserver');
-    const answer = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('right-ca'), contentType: 'application/json', cert: apiServer.certificate, key: apiServer.privateKey });
+    const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review('right-ca'), contentType: 'application/json', cert: apiServer.certificate, key: apiServer.privateKey });
     assert.equal(answer.status, 200);
     assert.equal((JSON.parse(answer.text) as { response: { uid: string } }).response.uid, 'right-ca');
     assert.equal(reader.take().length, 1);
-    const health = await call({ port: server.port, ca: tls.ca.certificate, path: '/healthz', cert: apiServer.certificate, key: apiServer.privateKey });
+    const health = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz', cert: apiServer.certificate, key: apiServer.privateKey });
     assert.equal(health.status, 200);
     assert.deepEqual(parts.log.leaks, []);
   });
@@ -131,7 +132,7 @@ describe('without client certificates: a forged review reads only the namespace 
     };
     const body = JSON.stringify(reviewBody(admissionRequest(object, { uid: 'forged', namespace: 'team-a' })));
     reader.take();
-    const answer = await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
+    const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body, contentType: 'application/json' });
     assert.equal(answer.status, 200);
     const reads = reader.take();
     t.diagnostic(`reads: ${reads.map((r) => `${r.namespace}/${r.name}`).join(', ')}`);
@@ -160,7 +161,7 @@ describe('without client certificates: a forged review reads only the namespace 
   test('the same ConfigMap names in different namespaces: each review reads its own namespace', async () => {
     for (const namespace of ['team-a', 'team-b', 'kube-system', 'ünïcode', '']) {
       reader.take();
-      await call({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review(`ns-${namespace}`, namespace), contentType: 'application/json' });
+      await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate', body: review(`ns-${namespace}`, namespace), contentType: 'application/json' });
       const reads = reader.take();
       if (namespace === '') assert.deepEqual(reads, [], 'no namespace: nothing read');
       else assert.deepEqual(reads, [{ namespace, name: 'app' }]);
