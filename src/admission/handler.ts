@@ -6,6 +6,7 @@ import type { ConfigMapReader } from '../kube/configmaps.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { asObject, asString } from '../util/json.ts';
+import { isWorkloadKind } from '../workload/kinds.ts';
 import { isRolloutRequest, mutate, type MutateSettings, type Mutation } from './mutate.ts';
 import { allowed, complete, type AdmissionRequest, type AdmissionReviewResponse } from './review.ts';
 import { warning } from './warnings.ts';
@@ -20,7 +21,8 @@ export interface AdmissionHandlerParts {
 /** Answers a decoded review; never throws (a defect is answered allowed, unchanged, and made loud). */
 export async function handleAdmission(review: AdmissionRequest, parts: AdmissionHandlerParts, deadlineMs: number | undefined): Promise<AdmissionReviewResponse> {
   const started = performance.now();
-  const log = parts.logger.child({ uid: review.uid, kind: review.kind.kind, namespace: review.namespace, name: workloadName(review), operation: review.operation });
+  // Every field comes from the review and is cut to a length no real object exceeds (names: 253).
+  const log = parts.logger.child({ uid: review.uid, kind: bounded(review.kind.kind), namespace: bounded(review.namespace), name: bounded(workloadName(review)), operation: bounded(review.operation) });
   let mutation: Mutation;
   try {
     mutation = await mutate(review, parts.reader, parts.settings, deadlineMs);
@@ -48,11 +50,24 @@ export async function handleAdmission(review: AdmissionRequest, parts: Admission
   return complete(review.uid, mutation.result);
 }
 
+/**
+ * Metric labels come from fixed sets (DESIGN section 5): a forged review with a 64 KiB kind must not
+ * become a new time series. Outcome and reason are the product's own words.
+ */
 function record(metrics: Metrics, review: AdmissionRequest, mutation: Mutation, seconds: number): void {
-  metrics.admissions.inc({ kind: review.kind.kind, operation: review.operation, outcome: mutation.outcome, reason: mutation.reason });
+  const kind = isWorkloadKind(review.kind.kind) ? review.kind.kind : 'other';
+  const operation = OPERATIONS.has(review.operation) ? review.operation : 'other';
+  metrics.admissions.inc({ kind, operation, outcome: mutation.outcome, reason: mutation.reason });
   metrics.admissionDuration.observe({ outcome: mutation.outcome }, seconds);
-  if (mutation.checksumChanged) metrics.checksumChanges.inc({ kind: review.kind.kind });
+  if (mutation.checksumChanged) metrics.checksumChanges.inc({ kind });
   if (mutation.result.warnings.length > 0) metrics.admissionWarnings.inc(mutation.result.warnings.length);
+}
+
+const OPERATIONS: ReadonlySet<string> = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
+const MAX_LOGGED_FIELD = 256;
+
+function bounded(value: string): string {
+  return value.length <= MAX_LOGGED_FIELD ? value : `${value.slice(0, MAX_LOGGED_FIELD)}...`;
 }
 
 function workloadName(review: AdmissionRequest): string {

@@ -38,11 +38,11 @@ export async function mutate(request: AdmissionRequest, reader: ConfigMapReader,
   const decision = await decideWorkload(request.object, request.namespace, reader, readSettings);
   switch (decision.kind) {
     case 'skip':
-      return skipped(decision.reason, allowed(decision.problems.map(warningFor)));
+      return skipped(decision.reason, allowed(warningsFor(decision.problems)));
     case 'fail-open':
       return failOpen(request, settings, decision);
     case 'computed': {
-      const warnings = decision.problems.map(warningFor);
+      const warnings = warningsFor(decision.problems);
       // "Changed" compares with what runs now: the old object's value on UPDATE, nothing on CREATE.
       const previous = request.operation === 'UPDATE' ? readAnnotation(request.oldObject, TEMPLATE_METADATA, settings.checksumAnnotation) : undefined;
       return {
@@ -106,10 +106,23 @@ export function isRolloutRequest(request: AdmissionRequest): boolean {
   return requested !== undefined && requested !== readAnnotation(request.oldObject, WORKLOAD_METADATA, CONTRACT.requestedAnnotation);
 }
 
+// Warnings travel as HTTP headers (4 KiB in all at the API server): a template with thousands of bad
+// references gets the first few and a count, not thousands of lines.
+const MAX_WARNINGS = 10;
+
+/** One warning per distinct problem, at most MAX_WARNINGS, then one that counts the rest. */
+function warningsFor(problems: readonly ChecksumProblem[]): string[] {
+  const distinct = [...new Set(problems.map(warningFor))];
+  if (distinct.length <= MAX_WARNINGS) return distinct;
+  return [...distinct.slice(0, MAX_WARNINGS - 1), warning(`${distinct.length - MAX_WARNINGS + 1} more problems with the ConfigMaps this template consumes`)];
+}
+
 function warningFor(problem: ChecksumProblem): string {
   switch (problem.kind) {
     case 'missing-configmap':
       return warning(`ConfigMap "${problem.name}" not found; hashed as absent, pods roll when it is created`);
+    case 'invalid-configmap-name':
+      return warning(`"${problem.name}" is not a valid ConfigMap name; not read, hashed as absent`);
     case 'missing-key':
       return warning(`key "${problem.key}" not found in ConfigMap "${problem.name}"; hashed as absent`);
     case 'invalid-extra-configmap':

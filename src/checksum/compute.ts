@@ -4,7 +4,7 @@
 
 import { stringEntries, type JsonObject } from '../util/json.ts';
 import { checksumV1, type HashedConfigMap } from './encode.ts';
-import { collectReferences, mergeReferences, type ConfigMapUse, type ReferenceProblem } from './references.ts';
+import { collectReferences, isConfigMapName, mergeReferences, type ConfigMapUse, type ReferenceProblem } from './references.ts';
 
 /** What reading one ConfigMap gave. `data`/`binaryData` are the raw maps from the API object. */
 export type ConfigMapLookup =
@@ -14,6 +14,7 @@ export type ConfigMapLookup =
 
 export type ChecksumProblem =
   | ReferenceProblem
+  | { readonly kind: 'invalid-configmap-name'; readonly name: string }
   | { readonly kind: 'missing-configmap'; readonly name: string }
   | { readonly kind: 'missing-key'; readonly name: string; readonly key: string };
 
@@ -50,13 +51,14 @@ export function computeChecksum(plan: ChecksumPlan, lookup: (name: string) => Co
   const sources: string[] = [];
 
   for (const use of plan.uses) {
-    const found = lookup(use.name);
+    // Never looked up: no ConfigMap can have this name, so it is absent (and a required one is reported).
+    const found = isConfigMapName(use.name) ? lookup(use.name) : INVALID_NAME;
     if (found.state === 'unreadable') {
       unreadable.push({ name: use.name, reason: found.reason });
       continue;
     }
     if (found.state === 'missing') {
-      if (use.required) problems.push({ kind: 'missing-configmap', name: use.name });
+      if (use.required) problems.push({ kind: found === INVALID_NAME ? 'invalid-configmap-name' : 'missing-configmap', name: use.name });
       hashed.push({ name: use.name });
       sources.push(`${describeUse(use)}(missing)`);
       continue;
@@ -70,6 +72,8 @@ export function computeChecksum(plan: ChecksumPlan, lookup: (name: string) => Co
   if (unreadable.length > 0) return { kind: 'unreadable', unreadable, problems };
   return { kind: 'computed', checksum: checksumV1(hashed), sources: boundedSources(sources), problems };
 }
+
+const INVALID_NAME: ConfigMapLookup = Object.freeze({ state: 'missing' });
 
 /** The keys a workload requires that the ConfigMap does not hold (in data or binaryData). */
 function missingKeys(use: ConfigMapUse, content: NonNullable<HashedConfigMap['content']>): ChecksumProblem[] {

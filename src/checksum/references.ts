@@ -41,6 +41,15 @@ export interface CollectedReferences {
 const CONFIGMAP_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /**
+ * Whether `name` can name a ConfigMap. The API server stores any string in volumes[].configMap.name and
+ * the other references, and decodes %2F in a URL: a name that is not a ConfigMap name is never read
+ * (`/` would LIST the whole namespace); it is hashed as absent (DESIGN section 4).
+ */
+export function isConfigMapName(name: string): boolean {
+  return CONFIGMAP_NAME.test(name);
+}
+
+/**
  * Collects the ConfigMap references of a pod template: containers and initContainers (env, envFrom),
  * volumes (plain and projected, with or without items), and the extra-configmaps annotation of the
  * workload. Malformed entries are skipped: the API server's validation rejects them after us anyway.

@@ -1,22 +1,25 @@
 // Parsing an untrusted AdmissionReview body. The fast path is V8's JSON.parse without a reviver: a reviver
 // calls back into JavaScript for every value and made parsing ~3x slower (172 against 58 µs on a 9.9 KB
-// review; the largest single cost of an admission, in the benchmarks' analysis.md). The two checks a reviver used to give are done around it instead.
+// review; the largest single cost of an admission, in the benchmarks' analysis.md). The nesting check is done
+// around it instead.
 
 // Real reviews are a few dozen levels deep (a pod template's affinity terms are the deepest part); a body
 // nested far deeper is not a Kubernetes object, and code that walks it (or a log serializer) could run
 // out of stack.
 export const MAX_JSON_DEPTH = 1_000;
 
-// "__proto__" as a key, plain or with any of its letters written as a \u escape (the same test as
-// secure-json-parse, which fastify's default parser uses). A match may be a false alarm, say the text inside
-// a string value; the slow parse below then decides.
-const MAYBE_PROTO_KEY = /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
-
-/** Parses JSON text, refusing a `__proto__` key anywhere and nesting deeper than MAX_JSON_DEPTH (SyntaxError). */
+/**
+ * Parses JSON text, refusing nesting deeper than MAX_JSON_DEPTH (SyntaxError). A "__proto__" key is data:
+ * JSON.parse defines it as an own property and never calls the prototype setter, and nothing in the
+ * product merges an untrusted map into another object (maps are read with Object.keys/Object.hasOwn
+ * and copied into Maps or object literals with computed keys, which define properties too). The API
+ * server stores such keys (say, in CSI volumeAttributes), so refusing them would leave a valid workload
+ * without a checksum forever.
+ */
 export function parseJsonBody(text: string): unknown {
   const depth = nestingDepth(text, MAX_JSON_DEPTH);
   if (depth > MAX_JSON_DEPTH) throw new SyntaxError(`nested deeper than ${MAX_JSON_DEPTH} levels`);
-  return MAYBE_PROTO_KEY.test(text) ? JSON.parse(text, rejectPrototypeKeys) : JSON.parse(text);
+  return JSON.parse(text);
 }
 
 /** Deepest nesting of [ and { outside strings, counting stops once past `limit`. Invalid JSON is JSON.parse's job. */
@@ -41,9 +44,4 @@ export function nestingDepth(text: string, limit: number): number {
     } else if (c === 0x5d || c === 0x7d) depth--;
   }
   return deepest;
-}
-
-function rejectPrototypeKeys(key: string, value: unknown): unknown {
-  if (key === '__proto__') throw new SyntaxError('"__proto__" is not allowed as a key');
-  return value;
 }

@@ -3,7 +3,7 @@
 
 import { planChecksum } from '../checksum/compute.ts';
 import { type JsonObject } from '../util/json.ts';
-import type { ConfigMapUse } from '../checksum/references.ts';
+import { isConfigMapName, type ConfigMapUse } from '../checksum/references.ts';
 import { CONTRACT } from '../config.ts';
 import { readAnnotation, TEMPLATE_METADATA } from '../workload/annotations.ts';
 import { metadataString, workloadKey, workloadParts, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
@@ -34,7 +34,9 @@ export class DependencyIndex {
     if (!namespace || !name || !parts) return;
     const ref = { kind, namespace, name };
     this.remove(ref);
-    const { uses } = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation);
+    // A name no ConfigMap can have never changes: it is not indexed (and `a/b` in namespace `x` must not
+    // meet ConfigMap `b` of namespace `x/a` under one key).
+    const uses = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation).uses.filter((use) => isConfigMapName(use.name));
     if (uses.length === 0) return;
     const hasChecksum = readAnnotation(object, TEMPLATE_METADATA, this.#checksumAnnotation) !== undefined;
     const key = workloadKey(ref);

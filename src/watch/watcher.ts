@@ -101,6 +101,8 @@ const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 60_000;
 // How often the scope (the webhook configuration's namespaceSelector) is re-read.
 const SCOPE_REFRESH_MS = 30_000;
+// While the scope has never been read, it is retried this often (nothing is synced, so nothing rolls).
+const SCOPE_RETRY_MS = 2_000;
 export const LEASE_NAME = 'config-checksum-webhook-leader';
 
 export class Watcher {
@@ -120,8 +122,11 @@ export class Watcher {
   #namespaceReflector: ListWatch | undefined;
   #scopeSelector: string | undefined;
   #scopeTimer: NodeJS.Timeout | undefined;
+  #scopeRetry: NodeJS.Timeout | undefined;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   #synced = false;
+  /** Set once start() has created every list/watch; before that, "all of them synced" means nothing. */
+  #watching = false;
   #stopped = false;
   #running = 0;
   readonly #waiting: Array<() => void> = [];
@@ -179,12 +184,15 @@ export class Watcher {
         remove: (object) => this.#index.remove({ kind, ...objectName(object) }),
       });
     }
+    this.#watching = true;
+    this.#maybeSynced();
     this.#leader.start();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#scopeTimer);
+    clearTimeout(this.#scopeRetry);
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
     this.#metrics.watchPending.set(0);
@@ -214,9 +222,10 @@ export class Watcher {
       const webhook = asObject(asArray(configuration['webhooks'])[0]);
       selector = labelSelectorString(webhook?.['namespaceSelector']);
     } catch (error) {
-      // Without a scope nothing is rolled: an empty scope is the safe reading of an unknown one.
+      // Without a scope nothing is rolled, and the watcher is not synced: the start-up pass must wait for a
+      // scope and a full index, or it would check nothing and stale checksums would stay stale.
       this.#error('scope', error);
-      if (this.#scopeSelector === undefined) this.#maybeSynced();
+      if (this.#scopeSelector === undefined && !this.#stopped) this.#scopeRetry = setTimeout(() => void this.#refreshScope(), SCOPE_RETRY_MS);
       return;
     }
     if (selector === this.#scopeSelector) return;
@@ -243,9 +252,10 @@ export class Watcher {
     this.#namespaceReflector.start();
   }
 
+  /** Synced: the scope is known and every list/watch (namespaces, ConfigMaps, each workload kind) has listed. */
   #maybeSynced(): void {
-    if (this.#synced || !this.#reflectors.every((reflector) => reflector.synced)) return;
-    if (this.#namespaceReflector && !this.#namespaceReflector.synced) return;
+    if (this.#synced || !this.#watching || !this.#namespaceReflector?.synced) return;
+    if (!this.#reflectors.every((reflector) => reflector.synced)) return;
     this.#synced = true;
     this.#metrics.watchConfigMaps.set(this.#digests.size);
     this.#log.info({ configMaps: this.#digests.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
@@ -354,7 +364,7 @@ export class Watcher {
     if (decision.checksum === current) return 'up-to-date';
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
     // workload's next write still hashes it as absent, with a warning to whoever writes.
-    if (decision.problems.some((problem) => problem.kind === 'missing-configmap' || problem.kind === 'missing-key')) return 'required-config-missing';
+    if (decision.problems.some((problem) => MISSING.has(problem.kind))) return 'required-config-missing';
     return { checksum: decision.checksum, current };
   }
 
@@ -419,6 +429,9 @@ export class Watcher {
     this.#log.warn({ operation, err: loggableError(error) }, 'watcher error');
   }
 }
+
+/** Problems that mean a required ConfigMap or key is not there: new pods could not start. */
+const MISSING: ReadonlySet<string> = new Set(['missing-configmap', 'missing-key', 'invalid-configmap-name']);
 
 function objectName(object: JsonObject): { namespace: string; name: string } {
   const metadata = asObject(object['metadata']);

@@ -5,6 +5,7 @@
 // eligibility, reading or hashing.
 
 import { computeChecksum, planChecksum, type ChecksumProblem } from '../checksum/compute.ts';
+import { isConfigMapName } from '../checksum/references.ts';
 import { CONTRACT } from '../config.ts';
 import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
 import { asObject } from '../util/json.ts';
@@ -62,10 +63,11 @@ export async function decideWorkload(object: unknown, namespace: string, reader:
   if (plan.uses.length === 0) return { kind: 'skip', reason: 'no-configmaps', problems: plan.problems };
   if (plan.uses.length > settings.maxConfigMaps) return { kind: 'fail-open', reason: 'too-many-configmaps', configMaps: plan.uses.length };
 
-  const names = plan.uses.map((use) => use.name);
+  // Only names a ConfigMap can have are put into a URL; computeChecksum hashes the others as absent.
+  const names = plan.uses.map((use) => use.name).filter(isConfigMapName);
   const lookups = await readConfigMaps(reader, namespace, names, settings.configMapReadTimeoutMs);
   const computed = computeChecksum(plan, (name) => lookups.get(name) ?? { state: 'unreadable', reason: 'not read' });
-  if (computed.kind === 'unreadable') return { kind: 'fail-open', reason: 'configmap-unreadable', configMaps: names.length, unreadable: computed.unreadable };
+  if (computed.kind === 'unreadable') return { kind: 'fail-open', reason: 'configmap-unreadable', configMaps: plan.uses.length, unreadable: computed.unreadable };
 
   const operations: PatchOperation[] = [];
   if (readAnnotation(object, TEMPLATE_METADATA, settings.checksumAnnotation) !== computed.checksum) {
@@ -74,5 +76,5 @@ export async function decideWorkload(object: unknown, namespace: string, reader:
   if (readAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation) !== computed.sources) {
     operations.push(setAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources));
   }
-  return { kind: 'computed', checksum: computed.checksum, sources: computed.sources, problems: computed.problems, configMaps: names.length, operations };
+  return { kind: 'computed', checksum: computed.checksum, sources: computed.sources, problems: computed.problems, configMaps: plan.uses.length, operations };
 }

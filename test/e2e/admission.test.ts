@@ -3,7 +3,10 @@
 // ReplicaSets say whether a write rolled.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
+import { httpsCall } from '../support/https.ts';
+import { metricSum } from './support/install.ts';
 import {
   configMap,
   expectedChecksum,
@@ -184,4 +187,37 @@ test('a Deployment consuming a missing required ConfigMap is admitted, and the c
   assert.equal(templateChecksum(afterCreate.body), expectedChecksum(deployment, [config]).checksum, 'the checksum changes when the ConfigMap appears');
   assert.equal(sourcesAnnotation(afterCreate.body), 'configmap/absent-config');
   assert.deepEqual(afterCreate.warnings, []);
+});
+
+test('names no ConfigMap can have, which the API server stores in volumes: never read (no LIST of the namespace), hashed as absent, a warning each', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-invalid-names', { optIn: true });
+  const app = configMap(namespace, 'app', { 'app.yaml': 'level: info\n' });
+  await scenario.client.create(app);
+  const hostile = ['/', 'app/', 'APP', 'a%2Fb'];
+  const deployment = workload('Deployment', namespace, 'web', { volumeConfigMap: 'app' });
+  deployment['spec']['template']['spec']['volumes'].push(...hostile.map((name, index) => ({ name: `hostile-${index}`, configMap: { name } })));
+  const { webhook } = scenario.state;
+  const reads = async (): Promise<number> => metricSum((await httpsCall({ port: webhook.port, path: '/metrics', ca: readFileSync(webhook.files.caFile) })).text, 'config_checksum_configmap_reads_total');
+  const before = await reads();
+
+  const created = await scenario.client.create(deployment, { dryRun: 'All' });
+  assert.equal(created.status, 201, 'the API server stores such names');
+  assert.equal(await reads() - before, 1, 'one read: ConfigMap app, nothing for the hostile names');
+  assert.equal(templateChecksum(created.body), expectedChecksum(deployment, [app]).checksum, 'hashed as absent');
+  const ours = created.warnings.filter((text) => text.includes('is not a valid ConfigMap name'));
+  assert.equal(ours.length, hostile.length, `Warning headers: ${JSON.stringify(created.warnings)}`);
+});
+
+test('a "__proto__" key the API server stores (CSI volumeAttributes) is data: the Deployment is admitted with its checksum', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-proto-key', { optIn: true });
+  const app = configMap(namespace, 'app', { level: 'info' });
+  await scenario.client.create(app);
+  const deployment = workload('Deployment', namespace, 'web', { envFromConfigMap: 'app' });
+  // JSON.parse defines "__proto__" as an own key, so JSON.stringify sends it as the user wrote it.
+  deployment['spec']['template']['spec']['volumes'] = [{ name: 'csi', csi: { driver: 'secrets-store.csi.k8s.io', volumeAttributes: JSON.parse('{"__proto__":"x","secretProviderClass":"p"}') } }];
+  assert.match(JSON.stringify(deployment), /"__proto__":"x"/);
+  const created = await scenario.client.create(deployment);
+  assert.equal(created.status, 201);
+  assert.equal(created.body['spec']['template']['spec']['volumes'][0]['csi']['volumeAttributes']['__proto__'], 'x', 'the API server stored the key');
+  assert.equal(templateChecksum(created.body), expectedChecksum(deployment, [app]).checksum, 'admitted with its checksum');
 });

@@ -206,6 +206,40 @@ describe('missing config', () => {
   });
 });
 
+describe('names no ConfigMap can have', () => {
+  const HOSTILE = ['/', 'app/', '..', 'APP', 'a%2Fb', 'a/b'];
+  const volumes = (names: readonly string[], optional: boolean) => names.map((name, index) => ({ name: `v${index}`, configMap: { name, ...(optional ? { optional } : {}) } }));
+
+  test('are never read (no URL is built from them), are hashed as absent, and a required one is a warning', async () => {
+    const template = { spec: { containers: [{ name: 'c', image: 'i' }], volumes: [...volumes(HOSTILE, false), { name: 'ok', configMap: { name: 'app' } }] } };
+    const reader = new FakeReader({ app: { data: { a: '1' } } });
+    const mutation = await mutate(admissionRequest(workload({ template })), reader, SETTINGS);
+    assert.deepEqual(reader.calls.map((call) => call.name), ['app'], 'only the valid name is read');
+    assert.equal(mutation.outcome, 'patched');
+    assert.equal(mutation.result.warnings.length, HOSTILE.length);
+    for (const text of mutation.result.warnings) assert.match(text, /is not a valid ConfigMap name; not read, hashed as absent/);
+    const absent = HOSTILE.map((name) => ({ name }));
+    const expected = checksumV1([...absent, { name: 'app', content: { data: new Map([['a', '1']]), binaryData: new Map() } }]);
+    assert.equal(checksumAfter(workload({ template }), mutation), expected, 'the same checksum as for absent ConfigMaps of those names');
+  });
+
+  test('optional ones: hashed as absent without a warning', async () => {
+    const template = { spec: { containers: [{ name: 'c', image: 'i' }], volumes: volumes(HOSTILE, true) } };
+    const reader = new FakeReader({});
+    const mutation = await mutate(admissionRequest(workload({ template })), reader, SETTINGS);
+    assert.deepEqual(reader.calls, []);
+    assert.deepEqual(mutation.result.warnings, []);
+  });
+
+  test('thousands of them: at most ten warnings, the last one counting the rest', async () => {
+    const names = Array.from({ length: 2_000 }, (_, index) => `Bad_${index}`);
+    const template = { spec: { containers: [{ name: 'c', image: 'i', envFrom: names.map((name) => ({ configMapRef: { name } })) }] } };
+    const mutation = await mutate(admissionRequest(workload({ template })), new FakeReader({}), { ...SETTINGS, maxConfigMaps: 5_000 });
+    assert.equal(mutation.result.warnings.length, 10);
+    assert.match(mutation.result.warnings[9]!, /1991 more problems/);
+  });
+});
+
 describe('fail-open: the API server cannot be read', () => {
   test('read failure on CREATE: allowed, no patch, a warning', async () => {
     const mutation = await mutate(admissionRequest(gateway()), new FakeReader(GATEWAY_CONFIG, { 'gateway-env': 'HTTP 403' }), SETTINGS);

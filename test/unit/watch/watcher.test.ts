@@ -83,6 +83,8 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   readonly requests: string[] = [];
   webhookUp = true;
   conflictsToAnswer = 0;
+  /** Reads of the webhook configuration that fail before one succeeds. */
+  configurationFailures = 0;
   selector: JsonObject = { matchExpressions: [{ key: 'config-checksum.io/inject', operator: 'In', values: ['enabled'] }] };
   readonly listWatches: FakeListWatch[] = [];
   leadership: FakeLeadership | undefined;
@@ -123,6 +125,10 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   }
 
   async getWebhookConfiguration(): Promise<JsonObject | undefined> {
+    if (this.configurationFailures > 0) {
+      this.configurationFailures--;
+      throw new Error('injected: the API server refused');
+    }
     return { webhooks: [{ namespaceSelector: this.selector }] };
   }
 
@@ -170,9 +176,8 @@ function configMapObject(name: string, data: Data, namespace = NS): JsonObject {
   return { metadata: { name, namespace }, data };
 }
 
-/** A started, synced watcher over `cluster`, leading unless told otherwise. */
-async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[] } = {}): Promise<Watcher> {
-  const watcher = new Watcher({
+function newWatcher(cluster: FakeCluster): Watcher {
+  return new Watcher({
     api: cluster,
     reader: cluster,
     listWatch: (listOptions, handlers) => {
@@ -184,6 +189,11 @@ async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean
     logger: createLogger('silent'),
     metrics: cluster.metrics,
   }, OPTIONS);
+}
+
+/** A started, synced watcher over `cluster`, leading unless told otherwise. */
+async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[] } = {}): Promise<Watcher> {
+  const watcher = newWatcher(cluster);
   await watcher.start();
   for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
   for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
@@ -354,6 +364,32 @@ describe('watcher', () => {
       assert.deepEqual(cluster.requests, [], 'new pods could not start: nothing is rolled');
       const skipped = (await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'required-config-missing');
       assert.equal(skipped?.value, 2, 'both were decided and skipped for that reason');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('the webhook configuration unreadable at start: not synced (nothing checked against an empty index) until it is read; then the start-up pass rolls the stale workload', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    cluster.configMaps.set('app', { level: 'changed while no watcher ran' });
+    cluster.configurationFailures = 1;
+    const watcher = newWatcher(cluster);
+    try {
+      await watcher.start();
+      assert.throws(() => cluster.watch('/api/v1/namespaces'), /a list\/watch of/, 'no scope yet');
+      cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject('app', cluster.configMaps.get('app')!));
+      cluster.watch('/apis/apps/v1/deployments').handlers.upsert(cluster.workloads.values().next().value!);
+      cluster.leadership!.set(true);
+      for (const listWatch of cluster.listWatches) listWatch.sync();
+      assert.equal(watcher.synced, false, 'every list/watch listed, but the scope is unknown');
+      await eventually('the scope to be read again (retried every 2 s)', () => cluster.listWatches.some((lw) => lw.options.path === '/api/v1/namespaces'), 5_000);
+      cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: NS } });
+      cluster.watch('/api/v1/namespaces').sync();
+      assert.equal(watcher.synced, true);
+      await eventually('the start-up pass to roll the stale workload', () => cluster.events.length === 1);
+      assert.match(cluster.events[0]!.event.message, /config changed while no watcher was running/);
     } finally {
       await watcher.stop();
     }
