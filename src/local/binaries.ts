@@ -16,7 +16,7 @@ export class ControlPlaneBuildError extends Error {
 export function controlPlaneBinaries(say: (line: string) => void = () => {}): string {
   const fromEnv = process.env['CONTROL_PLANE_BIN'];
   if (fromEnv) return fromEnv;
-  say(`CONTROL_PLANE_BIN is not set; running ${path.relative(process.cwd(), BUILD_SCRIPT)} (instant when its cache is warm; the first build takes about 15 minutes on 2 cores)`);
+  say(`CONTROL_PLANE_BIN is not set; running ${path.relative(process.cwd(), BUILD_SCRIPT)} (instant when its cache is warm; the first build takes about 25 minutes on 2 cores)`);
   let output: string;
   try {
     output = execFileSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
