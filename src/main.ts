@@ -14,7 +14,7 @@ import { Watcher } from './watch/watcher.ts';
 import { serviceDnsNames, type KeyPairPem } from './tls/certs.ts';
 import { SelfManagedCertificates } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
-import { startServer, type RunningServer } from './server/https.ts';
+import { CLOSE_GRACE_MS, startServer, type RunningServer } from './server/https.ts';
 import { createLogger, loggableError, type Logger } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 
@@ -110,6 +110,13 @@ export async function runFromCommandLine(argv: readonly string[], env: Readonly<
   }
   const shutdown = (signal: string): void => {
     logger.info({ signal }, 'shutdown requested');
+    // Every step of stop() is bounded (drain window, grace for requests in flight, a deadline on each API
+    // call); this is the last line if one is not: the process ends rather than hang in terminating.
+    const limitMs = (config.drainSeconds + 30) * 1000 + CLOSE_GRACE_MS;
+    setTimeout(() => {
+      logger.error({ limitMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, limitMs).unref();
     webhook.stop().then(
       () => process.exit(0),
       (error: unknown) => {

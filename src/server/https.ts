@@ -3,11 +3,16 @@
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type https from 'node:https';
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { KeyPairPem } from '../tls/certs.ts';
 import { buildApp, type AppParts } from './app.ts';
 import { DRAINING } from './readiness.ts';
 import { loggableError } from '../telemetry/logger.ts';
+
+// After the drain window, how long requests still in flight may take before their connections are closed:
+// above the 5 s webhook timeout the API server gives any of them.
+export const CLOSE_GRACE_MS = 6_000;
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -60,6 +65,7 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
   };
 
   const app = buildApp(parts, tlsOptions());
+  const sockets = openSockets(app.server);
   const reloadCertificate = (): boolean => {
     try {
       (app.server as https.Server).setSecureContext(tlsOptions());
@@ -100,7 +106,14 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
       await new Promise((resolve) => setTimeout(resolve, options.drainSeconds * 1000));
       clearTimeout(settle);
       for (const file of watched) unwatchFile(file, onChange);
+      // Requests in flight get CLOSE_GRACE_MS to finish (each is bounded by its own deadline); then every
+      // connection left is closed, so a stop always ends.
+      const force = setTimeout(() => {
+        parts.logger.warn({ connections: sockets.size }, 'closing the connections left after the grace period');
+        for (const socket of sockets) socket.destroy();
+      }, CLOSE_GRACE_MS);
       await app.close();
+      clearTimeout(force);
       parts.logger.info('stopped');
     })();
     return stopping;
@@ -113,4 +126,18 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     return false;
   };
   return { app, port, reloadCertificate, setCertificate, stop };
+}
+
+/**
+ * Every TCP connection of `server`, from accept on: a socket still in its TLS handshake (or one that never
+ * sends a byte) is not an HTTP connection yet, so neither fastify nor closeAllConnections() knows it, and
+ * server.close() would wait for it until the handshake timeout (120 s).
+ */
+function openSockets(server: FastifyInstance['server']): ReadonlySet<Socket> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return sockets;
 }

@@ -3,9 +3,11 @@
 // window /readyz answers 503, every admission still succeeds with the same answer, and no request fails.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
-import { startServer } from '../../src/server/https.ts';
+import { CLOSE_GRACE_MS, startServer } from '../../src/server/https.ts';
 import { admissionRequest, reviewBody, workload } from '../support/fakes.ts';
 import { CANARY, RecordingReader, traceParts } from '../support/observation.ts';
 import { httpsCall } from '../support/https.ts';
@@ -110,6 +112,31 @@ test('stop() during a steady load: /readyz 503 for the whole drain, zero failed 
     assert.deepEqual(parts.log.leaks, []);
   } finally {
     await server.stop();
+    tls.cleanup();
+  }
+});
+
+test('stop() always ends: a connection that never finishes its TLS handshake and a request whose body never arrives are closed after the grace period', { timeout: 30_000 }, async (t) => {
+  const tls = writeTls();
+  const parts = traceParts(new RecordingReader({}));
+  const server = await startServer(parts, { host: '127.0.0.1', port: 0, tls: { certFile: tls.certFile, keyFile: tls.keyFile }, drainSeconds: 0 });
+  // A TCP connection that never sends a ClientHello, and a request whose headers promise a body never sent.
+  const silent = net.connect(server.port, '127.0.0.1');
+  await new Promise((resolve) => silent.once('connect', resolve));
+  const stuck = tlsConnect({ host: '127.0.0.1', port: server.port, ca: tls.ca.certificate });
+  await new Promise((resolve) => stuck.once('secureConnect', resolve));
+  stuck.write('POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{');
+  const closed = (socket: net.Socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
+  try {
+    const started = performance.now();
+    await server.stop();
+    const ms = performance.now() - started;
+    t.diagnostic(`stop() took ${Math.round(ms)} ms (grace ${CLOSE_GRACE_MS} ms)`);
+    assert.ok(ms < CLOSE_GRACE_MS + 3_000, `stop() ended within the grace period: ${Math.round(ms)} ms`);
+    await Promise.all([closed(silent), closed(stuck)]);
+  } finally {
+    silent.destroy();
+    stuck.destroy();
     tls.cleanup();
   }
 });
