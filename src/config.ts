@@ -56,6 +56,8 @@ export interface Config {
   readonly rolloutRatePerSecond: number;
   readonly rolloutBurst: number;
   readonly leaseDurationSeconds: number;
+  /** Minutes between level-based passes over every annotated workload (0: none); the leader only. */
+  readonly resyncMinutes: number;
 }
 
 interface Setting {
@@ -94,6 +96,7 @@ export const SETTINGS = {
   rolloutRatePerSecond: { flag: 'rollout-rate', env: 'CONFIG_CHECKSUM_ROLLOUT_RATE', default: '5', help: 'most workload patches per second by the watcher (token bucket rate)' },
   rolloutBurst: { flag: 'rollout-burst', env: 'CONFIG_CHECKSUM_ROLLOUT_BURST', default: '10', help: 'token bucket size of the rollout rate limit' },
   leaseDurationSeconds: { flag: 'lease-duration-seconds', env: 'CONFIG_CHECKSUM_LEASE_DURATION_SECONDS', default: '15', help: 'leader Lease duration; a dead leader is replaced after about this long' },
+  resyncMinutes: { flag: 'resync-minutes', env: 'CONFIG_CHECKSUM_RESYNC_MINUTES', default: '30', help: 'minutes between passes that check every annotated workload against its live config and roll what an event missed (0: only at start and on a leader change)' },
 } as const satisfies Record<keyof Config, Setting>;
 
 export class ConfigError extends Error {
@@ -199,6 +202,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     rolloutRatePerSecond: integer(SETTINGS.rolloutRatePerSecond, 1, 1000),
     rolloutBurst: integer(SETTINGS.rolloutBurst, 1, 10_000),
     leaseDurationSeconds: integer(SETTINGS.leaseDurationSeconds, 2, 300),
+    resyncMinutes: integer(SETTINGS.resyncMinutes, 0, 1440),
   });
 }
 

@@ -41,6 +41,7 @@ export type WatcherOptions = Pick<
   | 'rolloutRatePerSecond'
   | 'rolloutBurst'
   | 'leaseDurationSeconds'
+  | 'resyncMinutes'
   | 'configMapReadTimeoutMs'
   | 'maxConfigMaps'
 >;
@@ -80,7 +81,17 @@ interface Trigger {
   readonly failures: number;
   /** When the oldest change merged into this one was first seen (performance.now()), for the reaction metric. */
   readonly since: number;
+  /** Set when a level-based pass asked, not a ConfigMap event. */
+  readonly pass?: Pass | undefined;
 }
+
+type Pass = 'start' | 'leader' | 'periodic';
+
+const PASS_CAUSE: Readonly<Record<Pass, string>> = {
+  start: 'config changed while no watcher was running',
+  leader: 'config changed while no watcher was running',
+  periodic: 'config changed and no change event reached the watcher',
+};
 
 function mergeTriggers(previous: Trigger, next: Trigger): Trigger {
   return {
@@ -88,6 +99,7 @@ function mergeTriggers(previous: Trigger, next: Trigger): Trigger {
     configMaps: new Set([...previous.configMaps, ...next.configMaps]),
     failures: Math.max(previous.failures, next.failures),
     since: Math.min(previous.since, next.since),
+    pass: previous.pass ?? next.pass,
   };
 }
 
@@ -123,6 +135,7 @@ export class Watcher {
   #scopeSelector: string | undefined;
   #scopeTimer: NodeJS.Timeout | undefined;
   #scopeRetry: NodeJS.Timeout | undefined;
+  #resyncTimer: NodeJS.Timeout | undefined;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   #synced = false;
   /** Set once start() has created every list/watch; before that, "all of them synced" means nothing. */
@@ -156,7 +169,7 @@ export class Watcher {
       onChange: (leading) => {
         this.#metrics.watchLeader.set(leading ? 1 : 0);
         this.#log.info({ identity: options.identity, leading }, leading ? 'became leader' : 'not leader');
-        if (leading && this.#synced) this.#checkAll();
+        if (leading && this.#synced) this.#checkAll('leader');
       },
       onError: (error) => this.#error('lease', error),
     });
@@ -187,12 +200,18 @@ export class Watcher {
     this.#watching = true;
     this.#maybeSynced();
     this.#leader.start();
+    if (this.#options.resyncMinutes > 0) {
+      this.#resyncTimer = setInterval(() => {
+        if (this.#synced && this.#leader.leading) this.#checkAll('periodic');
+      }, this.#options.resyncMinutes * 60_000);
+    }
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#scopeTimer);
     clearTimeout(this.#scopeRetry);
+    clearInterval(this.#resyncTimer);
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
     this.#metrics.watchPending.set(0);
@@ -259,18 +278,22 @@ export class Watcher {
     this.#synced = true;
     this.#metrics.watchConfigMaps.set(this.#digests.size);
     this.#log.info({ configMaps: this.#digests.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
-    if (this.#leader.leading) this.#checkAll();
+    if (this.#leader.leading) this.#checkAll('start');
   }
 
-  /** Once after start-up or a leader change: bring stale annotated workloads up to date. */
-  #checkAll(): void {
+  /**
+   * The level-based pass: every annotated workload in scope is decided again from live reads, and what is
+   * stale is rolled. After start-up and a leader change (config may have changed while nobody watched),
+   * and every --resync-minutes (catches what an event missed; costs what the start-up pass costs).
+   */
+  #checkAll(pass: Pass): void {
     let queued = 0;
     for (const workload of this.#index.workloads()) {
       if (!workload.hasChecksum || !this.#scope.has(workload.namespace)) continue;
-      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), failures: 0, since: performance.now() }, 0);
+      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), failures: 0, since: performance.now(), pass }, 0);
       queued++;
     }
-    this.#log.info({ workloads: queued }, 'checking annotated workloads');
+    this.#log.info({ workloads: queued, pass }, 'checking annotated workloads');
   }
 
   #onConfigMap(object: JsonObject): void {
@@ -374,7 +397,7 @@ export class Watcher {
     const seconds = (performance.now() - trigger.since) / 1000;
     this.#metrics.watchRollouts.inc({ kind: ref.kind });
     this.#metrics.watchReaction.observe(seconds);
-    const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : 'config changed while no watcher was running';
+    const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : PASS_CAUSE[trigger.pass ?? 'start'];
     this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
     await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`);
   }

@@ -33,6 +33,7 @@ const OPTIONS: WatcherOptions = Object.freeze({
   leaseDurationSeconds: 15,
   configMapReadTimeoutMs: 1000,
   maxConfigMaps: 64,
+  resyncMinutes: 0,
 });
 
 type Data = Record<string, string>;
@@ -176,7 +177,7 @@ function configMapObject(name: string, data: Data, namespace = NS): JsonObject {
   return { metadata: { name, namespace }, data };
 }
 
-function newWatcher(cluster: FakeCluster): Watcher {
+function newWatcher(cluster: FakeCluster, options: Partial<WatcherOptions> = {}): Watcher {
   return new Watcher({
     api: cluster,
     reader: cluster,
@@ -188,12 +189,12 @@ function newWatcher(cluster: FakeCluster): Watcher {
     leadership: (leaderOptions) => (cluster.leadership = new FakeLeadership(leaderOptions)),
     logger: createLogger('silent'),
     metrics: cluster.metrics,
-  }, OPTIONS);
+  }, { ...OPTIONS, ...options });
 }
 
 /** A started, synced watcher over `cluster`, leading unless told otherwise. */
-async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[] } = {}): Promise<Watcher> {
-  const watcher = newWatcher(cluster);
+async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[]; resyncMinutes?: number } = {}): Promise<Watcher> {
+  const watcher = newWatcher(cluster, options.resyncMinutes === undefined ? {} : { resyncMinutes: options.resyncMinutes });
   await watcher.start();
   for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
   for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
@@ -390,6 +391,25 @@ describe('watcher', () => {
       assert.equal(watcher.synced, true);
       await eventually('the start-up pass to roll the stale workload', () => cluster.events.length === 1);
       assert.match(cluster.events[0]!.event.message, /config changed while no watcher was running/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a change whose event never arrived is rolled by the periodic level-based pass, once', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    const before = (await cluster.deployment('web', ['app']), cluster.checksumOf('web'));
+    // 0.005 minutes: a pass every 300 ms.
+    const watcher = await startedWatcher(cluster, { resyncMinutes: 0.005 });
+    try {
+      await sleep(100); // the start-up pass finds it up to date first
+      cluster.configMaps.set('app', { level: 'debug' }); // stored, but no watch event is delivered
+      await eventually('the periodic pass to roll it', () => cluster.events.length === 1, 3_000);
+      assert.notEqual(cluster.checksumOf('web'), before);
+      assert.match(cluster.events[0]!.event.message, /no change event reached the watcher/);
+      await sleep(800);
+      assert.equal(cluster.requests.length, 1, 'later passes find it up to date');
     } finally {
       await watcher.stop();
     }
