@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiConfigMapReader, type ConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
+import { certificatesApi } from './kube/certificates-api.ts';
 import { watcherApi } from './kube/watcher-api.ts';
 import { watchSource } from './kube/watch.ts';
 import { LeaderElector } from './watch/leader.ts';
@@ -38,7 +39,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   // readiness probe cannot pass before an admission call could succeed.
   let serveCertificate: (pair: KeyPairPem) => void = () => {};
   const certificates = config.tlsMode === 'self-managed'
-    ? new SelfManagedCertificates(http, {
+    ? new SelfManagedCertificates(certificatesApi(http), {
         namespace: config.namespace,
         secretName: config.tlsSecretName,
         webhookConfigurationName: config.webhookConfigurationName,

@@ -5,9 +5,8 @@
 // Secret (the loser of a create or update race re-reads and adopts the winner's).
 
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
-import type { KubeHttp } from '../kube/http.ts';
-import { getSecret, writeSecret, type SecretName } from '../kube/secrets.ts';
-import { getWebhookConfiguration, patchCaBundles } from '../kube/webhook-configuration.ts';
+import type { CertificatesApi } from '../kube/certificates-api.ts';
+import type { SecretName } from '../kube/secrets.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import { OperationalError } from '../util/errors.ts';
 import type { KeyPairPem } from './certs.ts';
@@ -26,7 +25,7 @@ const CHANGED_AT = 'config-checksum.io/bundle-changed-at';
 const ISSUED_AT = 'config-checksum.io/leaf-issued-at';
 
 export class SelfManagedCertificates {
-  readonly #http: KubeHttp;
+  readonly #api: CertificatesApi;
   readonly #options: SelfManagedOptions;
   readonly #log: Logger;
   readonly #serve: (leaf: KeyPairPem) => void;
@@ -35,8 +34,8 @@ export class SelfManagedCertificates {
   #stopped = false;
 
   /** `serve` is called with every new leaf, before any caller relies on it. */
-  constructor(http: KubeHttp, options: SelfManagedOptions, logger: Logger, serve: (leaf: KeyPairPem) => void) {
-    this.#http = http;
+  constructor(api: CertificatesApi, options: SelfManagedOptions, logger: Logger, serve: (leaf: KeyPairPem) => void) {
+    this.#api = api;
     this.#options = options;
     this.#log = logger.child({ component: 'certificates' });
     this.#serve = serve;
@@ -96,7 +95,7 @@ export class SelfManagedCertificates {
   }
 
   async #readSecret(): Promise<{ object: JsonObject | undefined; state: CertificateState | undefined }> {
-    const object = await getSecret(this.#http, this.#secretName());
+    const object = await this.#api.getSecret(this.#secretName());
     if (!object) return { object: undefined, state: undefined };
     const data = asObject(object?.['data']);
     const annotations = asObject(asObject(object?.['metadata'])?.['annotations']);
@@ -134,7 +133,7 @@ export class SelfManagedCertificates {
           .map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
       ),
     };
-    return writeSecret(this.#http, this.#secretName(), body, existing !== undefined);
+    return this.#api.writeSecret(this.#secretName(), body, existing !== undefined);
   }
 
   #secretName(): SecretName {
@@ -142,7 +141,7 @@ export class SelfManagedCertificates {
   }
 
   async #readConfiguration(): Promise<JsonObject> {
-    const configuration = await getWebhookConfiguration(this.#http, this.#options.webhookConfigurationName);
+    const configuration = await this.#api.getWebhookConfiguration(this.#options.webhookConfigurationName);
     if (!configuration) throw new OperationalError(`MutatingWebhookConfiguration ${this.#options.webhookConfigurationName} not found`);
     return configuration;
   }
@@ -154,7 +153,7 @@ export class SelfManagedCertificates {
     const stale = webhooks.flatMap((webhook, index) => (asString(asObject(asObject(webhook)?.['clientConfig'])?.['caBundle']) === encoded ? [] : [index]));
     if (stale.length > 0) {
       const resourceVersion = asString(asObject(configuration['metadata'])?.['resourceVersion']);
-      await patchCaBundles(this.#http, { name: this.#options.webhookConfigurationName, resourceVersion }, stale, encoded);
+      await this.#api.patchCaBundles({ name: this.#options.webhookConfigurationName, resourceVersion }, stale, encoded);
       this.#log.info({ webhooks: stale.length }, 'caBundle published');
     }
   }

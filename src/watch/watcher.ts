@@ -66,12 +66,25 @@ export interface Leadership {
  */
 export interface WatcherParts {
   readonly api: WatcherApi;
+  /** The watcher's own timers (scope refresh and retry, backoff of pending changes, the periodic pass); the real clock unless given. */
+  readonly clock?: Clock;
   readonly reader: ConfigMapReader;
   readonly listWatch: (options: ReflectorOptions, handlers: ReflectorHandlers) => ListWatch;
   readonly leadership: (options: LeaderOptions) => Leadership;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
+
+/** Timers, so a test can run the watcher's minutes in milliseconds. */
+export interface Clock {
+  setTimeout(callback: () => void, ms: number): NodeJS.Timeout;
+  setInterval(callback: () => void, ms: number): NodeJS.Timeout;
+}
+
+const REAL_CLOCK: Clock = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  setInterval: (callback, ms) => setInterval(callback, ms),
+};
 
 interface Trigger {
   readonly ref: WorkloadRef;
@@ -120,6 +133,7 @@ export const LEASE_NAME = 'config-checksum-webhook-leader';
 export class Watcher {
   readonly #api: WatcherApi;
   readonly #listWatch: WatcherParts['listWatch'];
+  readonly #clock: Clock;
   readonly #reader: ConfigMapReader;
   readonly #options: WatcherOptions;
   readonly #log: Logger;
@@ -147,6 +161,7 @@ export class Watcher {
   constructor(parts: WatcherParts, options: WatcherOptions) {
     this.#api = parts.api;
     this.#listWatch = parts.listWatch;
+    this.#clock = parts.clock ?? REAL_CLOCK;
     this.#reader = parts.reader;
     this.#options = options;
     this.#log = parts.logger.child({ component: 'watcher' });
@@ -186,7 +201,7 @@ export class Watcher {
 
   async start(): Promise<void> {
     await this.#refreshScope();
-    this.#scopeTimer = setInterval(() => void this.#refreshScope(), SCOPE_REFRESH_MS);
+    this.#scopeTimer = this.#clock.setInterval(() => void this.#refreshScope(), SCOPE_REFRESH_MS);
     this.#watch('configmaps', '/api/v1/configmaps', {
       upsert: (object) => this.#onConfigMap(object),
       remove: (object) => this.#onConfigMapDeleted(object),
@@ -201,7 +216,7 @@ export class Watcher {
     this.#maybeSynced();
     this.#leader.start();
     if (this.#options.resyncMinutes > 0) {
-      this.#resyncTimer = setInterval(() => {
+      this.#resyncTimer = this.#clock.setInterval(() => {
         if (this.#synced && this.#leader.leading) this.#checkAll('periodic');
       }, this.#options.resyncMinutes * 60_000);
     }
@@ -244,7 +259,7 @@ export class Watcher {
       // Without a scope nothing is rolled, and the watcher is not synced: the start-up pass must wait for a
       // scope and a full index, or it would check nothing and stale checksums would stay stale.
       this.#error('scope', error);
-      if (this.#scopeSelector === undefined && !this.#stopped) this.#scopeRetry = setTimeout(() => void this.#refreshScope(), SCOPE_RETRY_MS);
+      if (this.#scopeSelector === undefined && !this.#stopped) this.#scopeRetry = this.#clock.setTimeout(() => void this.#refreshScope(), SCOPE_RETRY_MS);
       return;
     }
     if (selector === this.#scopeSelector) return;
@@ -413,7 +428,7 @@ export class Watcher {
     const failures = trigger.failures + 1;
     const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 20)) * (0.5 + Math.random());
     this.#metrics.watchRetries.inc();
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       this.#retryTimers.delete(timer);
       this.#metrics.watchPending.set(this.#retryTimers.size);
       this.#queue.add(workloadKey(trigger.ref), { ...trigger, failures }, 0);
