@@ -70,11 +70,21 @@ export function collectReferences(
   return { references, problems };
 }
 
+/**
+ * The most distinct names read from the extra-configmaps annotation: one more than the highest
+ * --max-configmaps, so a longer list is still "too many" (the admission fails open, the watcher leaves it)
+ * while a 250 KB annotation costs no more than a thousand names.
+ */
+export const MAX_EXTRA_NAMES = 1001;
+
 /** The extra-configmaps annotation: a comma-separated list of names in the workload's namespace. */
 function collectExtra(annotation: string | undefined, out: ConfigMapReference[], problems: ReferenceProblem[]): void {
-  for (const item of annotation?.split(',') ?? []) {
-    const name = item.trim();
-    if (name === '') continue;
+  const seen = new Set<string>();
+  for (const match of annotation?.matchAll(/[^,]+/g) ?? []) {
+    const name = match[0].trim();
+    if (name === '' || seen.has(name)) continue;
+    if (seen.size === MAX_EXTRA_NAMES) break;
+    seen.add(name);
     if (CONFIGMAP_NAME.test(name)) out.push({ name, via: 'annotation', keys: 'all', optional: false });
     else problems.push({ kind: 'invalid-extra-configmap', value: name });
   }

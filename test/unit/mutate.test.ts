@@ -8,6 +8,7 @@ import { complete } from '../../src/admission/review.ts';
 import { MAX_WARNING_LENGTH, warning, WARNING_PREFIX } from '../../src/admission/warnings.ts';
 import { checksumV1 } from '../../src/checksum/encode.ts';
 import { CONTRACT } from '../../src/config.ts';
+import { MAX_EXTRA_NAMES } from '../../src/checksum/references.ts';
 import { admissionRequest, decodePatch, FakeReader, HangingReader, SETTINGS, SlowReader, workload, type ConfigMapData } from '../support/fakes.ts';
 import { applyAnswer, assertOnlyManagedChanged } from '../support/patch-helpers.ts';
 
@@ -139,6 +140,21 @@ describe('computed', () => {
     const changed = await mutate(admissionRequest(object), new FakeReader({ 'shared-settings': { data: { a: '2' } } }), SETTINGS);
     assert.equal(readAnnotation(applyAnswer(object, base), WORKLOAD_METADATA, CONTRACT.sourcesAnnotation), 'configmap/shared-settings');
     assert.notEqual(checksumAfter(object, base), checksumAfter(object, changed));
+  });
+
+  test('extra-configmaps: duplicates count once; a 49,665-name annotation is read only up to the cap and fails open as too many', async () => {
+    const template = { spec: { containers: [{ name: 'c', image: 'i' }] } };
+    const twice = workload({ annotations: { [CONTRACT.extraConfigMapsAnnotation]: 'a, b,a ,,b' }, template });
+    const deduplicated = await mutate(admissionRequest(twice), new FakeReader({ a: { data: {} }, b: { data: {} } }), SETTINGS);
+    assert.equal(readAnnotation(applyAnswer(twice, deduplicated), WORKLOAD_METADATA, CONTRACT.sourcesAnnotation), 'configmap/a, configmap/b');
+
+    const huge = workload({ annotations: { [CONTRACT.extraConfigMapsAnnotation]: Array.from({ length: 49_665 }, (_, i) => `cm-${i}`).join(',') }, template });
+    const reader = new FakeReader({});
+    const mutation = await mutate(admissionRequest(huge), reader, { ...SETTINGS, maxConfigMaps: 1000 });
+    assert.equal(mutation.outcome, 'fail-open');
+    assert.equal(mutation.reason, 'too-many-configmaps');
+    assert.equal(mutation.configMaps, MAX_EXTRA_NAMES, 'parsing stopped one past the highest cap');
+    assert.deepEqual(reader.calls, [], 'nothing read');
   });
 
   test('StatefulSet and DaemonSet are handled like Deployment', async () => {

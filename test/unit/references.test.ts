@@ -305,12 +305,11 @@ describe('merging references', () => {
 });
 
 describe(`annotation ${EXTRA}`, () => {
-  test('lists names separated by commas; blanks skipped; invalid names become problems', () => {
+  test('lists names separated by commas; blanks skipped; a repeated name counts once; invalid names become problems', () => {
     const { references, problems } = collectReferences({ spec: {} }, { [EXTRA]: ' shared-a ,shared.b,, Not_Valid,-bad, shared-a' }, EXTRA);
     assert.deepEqual(references, [
       { name: 'shared-a', via: 'annotation', keys: 'all', optional: false },
       { name: 'shared.b', via: 'annotation', keys: 'all', optional: false },
-      { name: 'shared-a', via: 'annotation', keys: 'all', optional: false },
     ]);
     assert.deepEqual(problems, [
       { kind: 'invalid-extra-configmap', value: 'Not_Valid' },
