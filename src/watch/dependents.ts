@@ -27,26 +27,34 @@ export class DependencyIndex {
     this.#checksumAnnotation = checksumAnnotation;
   }
 
-  upsert(kind: WorkloadKind, object: JsonObject): void {
+  /**
+   * Indexes (or re-indexes) a workload. Returns the ConfigMaps an already indexed workload newly consumes:
+   * a change to one of them may have been seen before this update was (separate watch streams).
+   */
+  upsert(kind: WorkloadKind, object: JsonObject): { workload: IndexedWorkload; added: string[] } | undefined {
     const namespace = metadataString(object, 'namespace');
     const name = metadataString(object, 'name');
     const parts = workloadParts(object);
-    if (!namespace || !name || !parts) return;
+    if (!namespace || !name || !parts) return undefined;
     const ref = { kind, namespace, name };
+    const previous = this.#workloads.get(workloadKey(ref));
     this.remove(ref);
     // A name no ConfigMap can have never changes: it is not indexed (and `a/b` in namespace `x` must not
     // meet ConfigMap `b` of namespace `x/a` under one key).
     const uses = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation).uses.filter((use) => isConfigMapName(use.name));
-    if (uses.length === 0) return;
+    if (uses.length === 0) return undefined;
     const hasChecksum = readAnnotation(object, TEMPLATE_METADATA, this.#checksumAnnotation) !== undefined;
     const key = workloadKey(ref);
-    this.#workloads.set(key, { ...ref, uses, hasChecksum });
+    const workload = { ...ref, uses, hasChecksum };
+    this.#workloads.set(key, workload);
     for (const use of uses) {
       const cmKey = configMapKey(namespace, use.name);
       let consumers = this.#consumers.get(cmKey);
       if (!consumers) this.#consumers.set(cmKey, (consumers = new Set()));
       consumers.add(key);
     }
+    const before = new Set(previous?.uses.map((use) => use.name));
+    return { workload, added: previous ? uses.map((use) => use.name).filter((used) => !before.has(used)) : [] };
   }
 
   remove(ref: WorkloadRef): void {

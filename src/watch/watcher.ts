@@ -14,7 +14,7 @@
 
 import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
 import { decideWorkload, ineligibility } from '../workload/decision.ts';
-import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadRef } from '../workload/kinds.ts';
+import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import { CONTRACT, type Config } from '../config.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
@@ -98,12 +98,13 @@ interface Trigger {
   readonly pass?: Pass | undefined;
 }
 
-type Pass = 'start' | 'leader' | 'periodic';
+type Pass = 'start' | 'leader' | 'periodic' | 'scope';
 
 const PASS_CAUSE: Readonly<Record<Pass, string>> = {
   start: 'config changed while no watcher was running',
   leader: 'config changed while no watcher was running',
   periodic: 'config changed and no change event reached the watcher',
+  scope: 'config changed while the scope was being read again',
 };
 
 function mergeTriggers(previous: Trigger, next: Trigger): Trigger {
@@ -208,7 +209,7 @@ export class Watcher {
     });
     for (const kind of WORKLOAD_KINDS) {
       this.#watch(WORKLOAD_RESOURCES[kind], `/apis/apps/v1/${WORKLOAD_RESOURCES[kind]}`, {
-        upsert: (object) => this.#index.upsert(kind, object),
+        upsert: (object) => this.#onWorkload(kind, object),
         remove: (object) => this.#index.remove({ kind, ...objectName(object) }),
       });
     }
@@ -281,9 +282,19 @@ export class Watcher {
         const name = asString(asObject(object['metadata'])?.['name']);
         if (name) this.#scope.delete(name);
       },
-      synced: () => this.#maybeSynced(),
+      synced: () => this.#namespacesListed(),
     });
     this.#namespaceReflector.start();
+  }
+
+  /**
+   * The namespaces of the current selector are listed. At start that may complete the sync; after a new
+   * selector, changes made while its namespaces were being listed were dropped as out of scope, so every
+   * workload is checked again.
+   */
+  #namespacesListed(): void {
+    if (!this.#synced) this.#maybeSynced();
+    else if (this.#leader.leading) this.#checkAll('scope');
   }
 
   /** Synced: the scope is known and every list/watch (namespaces, ConfigMaps, each workload kind) has listed. */
@@ -327,6 +338,16 @@ export class Watcher {
       if (unaffected) this.#skip(unaffected);
       else this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set([name]), failures: 0, since: performance.now() });
     }
+  }
+
+  /**
+   * An update that starts consuming ConfigMaps: if one of them changed just before and its event came
+   * first (separate watch streams), nobody consumed it then, so the workload is checked once more.
+   */
+  #onWorkload(kind: WorkloadKind, object: JsonObject): void {
+    const indexed = this.#index.upsert(kind, object);
+    if (!indexed || indexed.added.length === 0 || !this.#synced || !indexed.workload.hasChecksum || !this.#scope.has(indexed.workload.namespace)) return;
+    this.#queue.add(workloadKey(indexed.workload), { ref: indexed.workload, configMaps: new Set(indexed.added), failures: 0, since: performance.now() });
   }
 
   #onConfigMapDeleted(object: JsonObject): void {

@@ -444,6 +444,46 @@ describe('watcher', () => {
     }
   });
 
+  test('a change in the gap while a new selector\'s namespaces are listed is caught once they are', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    const watcher = await startedWatcher(cluster, { inScope: [NS] });
+    try {
+      const first = cluster.watch('/api/v1/namespaces');
+      cluster.selector = { matchLabels: { team: 'b' } };
+      await eventually('the refreshed scope', () => cluster.watch('/api/v1/namespaces') !== first, 3_000);
+      cluster.setConfigMap('app', { level: 'debug' }); // the scope is empty now: the event is dropped
+      await sleep(WINDOW_MS * 5);
+      assert.deepEqual(cluster.requests, []);
+      const second = cluster.watch('/api/v1/namespaces');
+      second.handlers.upsert({ metadata: { name: NS } });
+      second.sync();
+      await eventually('the check after the new scope is listed', () => cluster.events.length === 1);
+      assert.match(cluster.events[0]!.event.message, /while the scope was being read again/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('an update that adds a ConfigMap which changes a moment later, its event seen first: the workload is still rolled', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('a', { v: '1' });
+    cluster.configMaps.set('b', { v: '1' });
+    await cluster.deployment('web', ['a']);
+    const watcher = await startedWatcher(cluster);
+    try {
+      await sleep(50); // the start-up pass is done
+      const updated = await cluster.deployment('web', ['a', 'b']); // admitted with b as it was
+      cluster.setConfigMap('b', { v: '2' }); // nobody consumes b in the index yet: this event rolls nothing
+      cluster.watch('/apis/apps/v1/deployments').handlers.upsert(updated); // the workload's own event, second
+      await eventually('the workload to be checked and rolled', () => cluster.events.length === 1);
+      assert.match(cluster.events[0]!.event.message, /ConfigMap b changed/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
   test('scope is the webhook configuration\'s namespaceSelector: namespaces are listed with it, and a workload outside it is never asked for', async () => {
     const cluster = new FakeCluster();
     cluster.configMaps.set('app', { level: 'info' });
