@@ -87,11 +87,19 @@ function failOpen(request: AdmissionRequest, settings: MutateSettings, decision:
 }
 
 function failOpenWarning(decision: Extract<WorkloadDecision, { kind: 'fail-open' }>, settings: MutateSettings): string {
-  if (decision.reason === 'too-many-configmaps') {
-    return warning(`pod template consumes ${decision.configMaps} ConfigMaps, over the limit of ${settings.maxConfigMaps}; checksum left unchanged`);
+  switch (decision.reason) {
+    case 'too-many-configmaps':
+      return warning(`pod template consumes ${decision.configMaps} ConfigMaps, over the limit of ${settings.maxConfigMaps}; checksum left unchanged`);
+    case 'annotations-full':
+      return warning('pod template annotations near the 256 KiB limit; checksum left unchanged');
+    case 'configmap-unreadable':
+      return unreadableWarning(decision.unreadable);
   }
-  const first = decision.unreadable[0]!;
-  const more = decision.unreadable.length > 1 ? ` and ${decision.unreadable.length - 1} more` : '';
+}
+
+function unreadableWarning(unreadable: ReadonlyArray<{ readonly name: string; readonly reason: string }>): string {
+  const first = unreadable[0]!;
+  const more = unreadable.length > 1 ? ` and ${unreadable.length - 1} more` : '';
   return warning(`could not read ConfigMap "${first.name}"${more} (${first.reason}); checksum left unchanged, nothing rolls`);
 }
 
@@ -121,6 +129,8 @@ function warningFor(problem: ChecksumProblem): string {
   switch (problem.kind) {
     case 'missing-configmap':
       return warning(`ConfigMap "${problem.name}" not found; hashed as absent, pods roll when it is created`);
+    case 'sources-not-written':
+      return warning(`workload annotations near the 256 KiB limit; ${CONTRACT.sourcesAnnotation} not written`);
     case 'invalid-configmap-name':
       return warning(`"${problem.name}" is not a valid ConfigMap name; not read, hashed as absent`);
     case 'missing-key':

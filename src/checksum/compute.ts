@@ -15,6 +15,8 @@ export type ConfigMapLookup =
 export type ChecksumProblem =
   | ReferenceProblem
   | { readonly kind: 'invalid-configmap-name'; readonly name: string }
+  /** The workload's annotations are too close to the API server's limit for the sources annotation. */
+  | { readonly kind: 'sources-not-written' }
   | { readonly kind: 'missing-configmap'; readonly name: string }
   | { readonly kind: 'missing-key'; readonly name: string; readonly key: string };
 

@@ -418,7 +418,7 @@ export class Watcher {
     if (current === undefined) return 'no-checksum';
     const decision = await decideWorkload(object, ref.namespace, this.#reader, this.#options);
     if (decision.kind === 'skip') return decision.reason;
-    if (decision.kind === 'fail-open' && decision.reason === 'too-many-configmaps') return decision.reason;
+    if (decision.kind === 'fail-open' && decision.reason !== 'configmap-unreadable') return decision.reason;
     if (decision.kind === 'fail-open') throw new OperationalError(`ConfigMaps unreadable: ${decision.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
     if (decision.checksum === current) return 'up-to-date';
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the

@@ -3,7 +3,7 @@
 // the API server with a 500 that failurePolicy cannot soften, so every missing or non-object ancestor is
 // created here as a whole map.
 
-import { asObject, type JsonObject } from '../util/json.ts';
+import { asObject, stringEntries, type JsonObject } from '../util/json.ts';
 
 export interface PatchOperation {
   readonly op: 'add';
@@ -52,4 +52,17 @@ export function readAnnotation(object: unknown, metadataPath: readonly string[],
   if (!node || !Object.hasOwn(node, key)) return undefined;
   const value = node[key];
   return typeof value === 'string' ? value : undefined;
+}
+
+// The API server refuses an object whose annotations (keys and values, in bytes) exceed this in total, at
+// validation, after the webhook: failurePolicy cannot soften that, so the webhook must never cross it.
+export const TOTAL_ANNOTATION_BYTES = 256 * 1024;
+
+/** Whether setting `annotations[key] = value` at `metadataPath` keeps that map within TOTAL_ANNOTATION_BYTES. */
+export function fitsAnnotations(object: unknown, metadataPath: readonly string[], key: string, value: string): boolean {
+  let node: JsonObject | undefined = asObject(object);
+  for (const segment of [...metadataPath, 'annotations']) node = asObject(node?.[segment]);
+  let total = Buffer.byteLength(key) + Buffer.byteLength(value);
+  for (const [name, existing] of stringEntries(node)) if (name !== key) total += Buffer.byteLength(name) + Buffer.byteLength(existing);
+  return total <= TOTAL_ANNOTATION_BYTES;
 }

@@ -9,7 +9,7 @@ import { isConfigMapName } from '../checksum/references.ts';
 import { CONTRACT } from '../config.ts';
 import { readConfigMaps, type ConfigMapReader } from '../kube/configmaps.ts';
 import { asObject } from '../util/json.ts';
-import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from './annotations.ts';
+import { fitsAnnotations, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from './annotations.ts';
 import { workloadParts } from './kinds.ts';
 
 export interface DecisionSettings {
@@ -23,8 +23,11 @@ export type SkipReason = 'no-pod-template' | 'deleting' | 'opted-out' | 'no-conf
 
 export type WorkloadDecision =
   | { readonly kind: 'skip'; readonly reason: SkipReason; readonly problems: readonly ChecksumProblem[] }
-  /** Nothing may change: a checksum derived now would roll for nothing. */
-  | { readonly kind: 'fail-open'; readonly reason: 'too-many-configmaps'; readonly configMaps: number }
+  /**
+   * Nothing may change: a checksum derived now would roll for nothing, or (annotations-full) the pod
+   * template's annotations leave no room for it under the API server's limit.
+   */
+  | { readonly kind: 'fail-open'; readonly reason: 'too-many-configmaps' | 'annotations-full'; readonly configMaps: number }
   | {
       readonly kind: 'fail-open';
       readonly reason: 'configmap-unreadable';
@@ -70,11 +73,15 @@ export async function decideWorkload(object: unknown, namespace: string, reader:
   if (computed.kind === 'unreadable') return { kind: 'fail-open', reason: 'configmap-unreadable', configMaps: plan.uses.length, unreadable: computed.unreadable };
 
   const operations: PatchOperation[] = [];
+  const problems = [...computed.problems];
   if (readAnnotation(object, TEMPLATE_METADATA, settings.checksumAnnotation) !== computed.checksum) {
+    if (!fitsAnnotations(object, TEMPLATE_METADATA, settings.checksumAnnotation, computed.checksum)) return { kind: 'fail-open', reason: 'annotations-full', configMaps: plan.uses.length };
     operations.push(setAnnotation(object, TEMPLATE_METADATA, settings.checksumAnnotation, computed.checksum));
   }
   if (readAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation) !== computed.sources) {
-    operations.push(setAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources));
+    // The sources annotation only explains: left out (with a warning) rather than make the write fail.
+    if (fitsAnnotations(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources)) operations.push(setAnnotation(object, WORKLOAD_METADATA, CONTRACT.sourcesAnnotation, computed.sources));
+    else problems.push({ kind: 'sources-not-written' });
   }
-  return { kind: 'computed', checksum: computed.checksum, sources: computed.sources, problems: computed.problems, configMaps: plan.uses.length, operations };
+  return { kind: 'computed', checksum: computed.checksum, sources: computed.sources, problems, configMaps: plan.uses.length, operations };
 }

@@ -221,3 +221,16 @@ test('a "__proto__" key the API server stores (CSI volumeAttributes) is data: th
   assert.equal(created.body['spec']['template']['spec']['volumes'][0]['csi']['volumeAttributes']['__proto__'], 'x', 'the API server stored the key');
   assert.equal(templateChecksum(created.body), expectedChecksum(deployment, [app]).checksum, 'admitted with its checksum');
 });
+
+test('a Deployment whose annotations are near the API server\'s 256 KiB limit is still accepted: the checksum is set, the sources annotation left out with a warning', TIMEOUT, async () => {
+  const namespace = await scenario.namespace('e2e-annotations-full', { optIn: true });
+  const app = configMap(namespace, 'app', { level: 'info' });
+  await scenario.client.create(app);
+  // Keys and values together just under the limit: the sources annotation (about 40 bytes) would cross it.
+  const deployment = workload('Deployment', namespace, 'web', { envFromConfigMap: 'app', annotations: { filler: 'x'.repeat(256 * 1024 - 'filler'.length - 20) } });
+  const created = await scenario.client.request('POST', `/apis/apps/v1/namespaces/${namespace}/deployments`, { body: deployment });
+  assert.equal(created.status, 201, `the API server accepted the write: ${String(created.body['message'] ?? '')}`);
+  assert.equal(templateChecksum(created.body), expectedChecksum(deployment, [app]).checksum);
+  assert.equal(sourcesAnnotation(created.body), undefined);
+  assert.ok(created.warnings.some((text) => text.includes('not written')), `Warning headers: ${JSON.stringify(created.warnings)}`);
+});

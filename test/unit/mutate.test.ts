@@ -256,6 +256,34 @@ describe('names no ConfigMap can have', () => {
   });
 });
 
+describe('the API server\'s 256 KiB limit on annotations', () => {
+  // Keys and values in bytes: the API server refuses an object above this at validation, after the webhook.
+  const LIMIT = 256 * 1024;
+  const filler = (bytes: number): Record<string, string> => ({ filler: 'x'.repeat(bytes - 'filler'.length) });
+
+  test('workload annotations near the limit: the checksum is set, the sources annotation left out, with a warning', async () => {
+    const object = gateway({ annotations: filler(LIMIT - 20) });
+    const mutation = await mutate(admissionRequest(object), new FakeReader(GATEWAY_CONFIG), SETTINGS);
+    assert.equal(mutation.outcome, 'patched');
+    assertWarnings(mutation, [/workload annotations near the 256 KiB limit; config-checksum.io\/sources not written/]);
+    const after = applyAnswer(object, mutation) as { metadata: { annotations: Record<string, string> } };
+    assert.equal(readAnnotation(after, TEMPLATE_METADATA, SETTINGS.checksumAnnotation), GATEWAY_CHECKSUM);
+    const total = Object.entries(after.metadata.annotations).reduce((sum, [key, value]) => sum + Buffer.byteLength(key) + Buffer.byteLength(value), 0);
+    assert.ok(total <= LIMIT, `stays within the limit: ${total} bytes`);
+  });
+
+  test('pod template annotations near the limit: nothing changes (fail-open), with a warning', async () => {
+    const template = structuredClone(GATEWAY_TEMPLATE) as Record<string, any>;
+    template['metadata']['annotations'] = filler(LIMIT - 20);
+    const object = gateway({ template });
+    const mutation = await mutate(admissionRequest(object), new FakeReader(GATEWAY_CONFIG), SETTINGS);
+    assert.equal(mutation.outcome, 'fail-open');
+    assert.equal(mutation.reason, 'annotations-full');
+    assert.deepEqual(mutation.result.patch, []);
+    assertWarnings(mutation, [/pod template annotations near the 256 KiB limit/]);
+  });
+});
+
 describe('fail-open: the API server cannot be read', () => {
   test('read failure on CREATE: allowed, no patch, a warning', async () => {
     const mutation = await mutate(admissionRequest(gateway()), new FakeReader(GATEWAY_CONFIG, { 'gateway-env': 'HTTP 403' }), SETTINGS);
