@@ -31,7 +31,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 // Connections to the API server at once: 10 reviews in flight with 3 reads each, plus the watcher's calls.
 const MAX_SOCKETS = 32;
 // Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
-const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
 // Verbs that write: the API server records their field manager in managedFields.
 const WRITE_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
@@ -88,7 +88,7 @@ export class KubeHttp {
           let size = 0;
           response.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) response.destroy(new OperationalError('response too large'));
+            if (size > MAX_RESPONSE_BYTES) response.destroy(new ResponseTooLargeError(`response larger than ${MAX_RESPONSE_BYTES} bytes`));
             else chunks.push(chunk);
           });
           response.on('error', reject);
@@ -144,4 +144,9 @@ export class ApiError extends OperationalError {
     super(`${what}: HTTP ${status}`);
     this.status = status;
   }
+}
+
+/** A response over MAX_RESPONSE_BYTES, dropped unread: a LIST asks again for fewer items (kube/list.ts). */
+export class ResponseTooLargeError extends OperationalError {
+  override readonly name = 'ResponseTooLargeError';
 }

@@ -6,6 +6,8 @@ import { ApiError, type KubeHttp } from './http.ts';
 
 export interface ListPage {
   readonly items: readonly unknown[];
+  /** Size of the response body, for sizing the next page. */
+  readonly bytes: number;
   /** Where the next page starts; undefined on the last page. */
   readonly continueToken: string | undefined;
   readonly resourceVersion: string | undefined;
@@ -31,5 +33,17 @@ export async function listPage(http: KubeHttp, path: string, options: ListOption
   if (response.status !== 200) throw new ApiError(`LIST ${path}`, response.status);
   const body = asObject(response.json());
   const metadata = asObject(body?.['metadata']);
-  return { items: asArray(body?.['items']), continueToken: asString(metadata?.['continue']) || undefined, resourceVersion: asString(metadata?.['resourceVersion']) };
+  return { items: asArray(body?.['items']), bytes: Buffer.byteLength(response.text), continueToken: asString(metadata?.['continue']) || undefined, resourceVersion: asString(metadata?.['resourceVersion']) };
+}
+
+// Pages are bounded by bytes as well as by count: the API server's `limit` counts objects, and 500
+// ConfigMaps of 20 KiB (or 9 of 1 MiB) already exceed the client's 8 MiB cap on a response.
+export const PAGE_ITEMS = 500;
+export const PAGE_TARGET_BYTES = 4 * 1024 * 1024;
+
+/** The next page's `limit`, from the last page's bytes per object: about PAGE_TARGET_BYTES, 1 to `maxItems`. */
+export function nextPageLimit(page: Pick<ListPage, 'items' | 'bytes'>, maxItems = PAGE_ITEMS): number {
+  if (page.items.length === 0) return maxItems;
+  const perItem = page.bytes / page.items.length;
+  return Math.max(1, Math.min(maxItems, Math.floor(PAGE_TARGET_BYTES / perItem)));
 }

@@ -21,6 +21,7 @@ export interface Metrics {
   readonly watchRestarts: Counter<'resource' | 'reason'>;
   readonly watchReaction: Histogram;
   readonly watchLeader: Gauge;
+  readonly watchSynced: Gauge;
   readonly watchConfigMaps: Gauge;
 }
 
@@ -123,6 +124,11 @@ export function createMetrics(): Metrics {
     watchLeader: new Gauge({
       name: 'config_checksum_watch_leader',
       help: '1 while this replica holds the leader Lease and may write, else 0.',
+      registers,
+    }),
+    watchSynced: new Gauge({
+      name: 'config_checksum_watch_synced',
+      help: '1 once the watcher knows its scope and every list/watch has listed (until then it rolls nothing), else 0.',
       registers,
     }),
     watchConfigMaps: new Gauge({

@@ -7,8 +7,8 @@
 // timeout is the watchdog for a silently dead connection: a quiet watch is re-opened from the last
 // resourceVersion).
 
-import type { KubeHttp } from '../kube/http.ts';
-import { GoneError, listPage } from '../kube/list.ts';
+import { ResponseTooLargeError, type KubeHttp } from '../kube/http.ts';
+import { GoneError, listPage, nextPageLimit, PAGE_ITEMS, type ListPage } from '../kube/list.ts';
 import type { WatchSource } from '../kube/watch.ts';
 import { OperationalError } from '../util/errors.ts';
 import { asObject, asString, type JsonObject } from '../util/json.ts';
@@ -115,15 +115,7 @@ export class Reflector {
   }
 
   async #list(): Promise<void> {
-    const seen = new Set<string>();
-    let continueToken: string | undefined;
-    let resourceVersion: string | undefined;
-    do {
-      const page = await listPage(this.#http, this.#options.path, { limit: this.#options.pageSize ?? 500, labelSelector: this.#options.labelSelector, continueToken });
-      for (const item of page.items) this.#listed(item, seen);
-      continueToken = page.continueToken;
-      resourceVersion = page.resourceVersion;
-    } while (continueToken && !this.#stopped);
+    const { seen, resourceVersion } = await this.#listPages();
     // Objects deleted while no watch was open: known before, absent from the fresh list.
     for (const [key, object] of this.#known) {
       if (seen.has(key)) continue;
@@ -134,6 +126,39 @@ export class Reflector {
     if (!this.#synced) {
       this.#synced = true;
       this.#handlers.synced?.();
+    }
+  }
+
+  /** Every page of the list, handed to the handlers as it arrives (a page is dropped once handled). */
+  async #listPages(): Promise<{ seen: Set<string>; resourceVersion: string | undefined }> {
+    const seen = new Set<string>();
+    const maxItems = this.#options.pageSize ?? PAGE_ITEMS;
+    let limit = maxItems;
+    let continueToken: string | undefined;
+    let resourceVersion: string | undefined;
+    while (!this.#stopped) {
+      const page = await this.#page(limit, continueToken);
+      if (!page) {
+        // Over the response cap: the same page again with half as many objects.
+        limit = Math.max(1, Math.floor(limit / 2));
+        continue;
+      }
+      for (const item of page.items) this.#listed(item, seen);
+      limit = nextPageLimit(page, maxItems);
+      continueToken = page.continueToken;
+      resourceVersion = page.resourceVersion;
+      if (!continueToken) break;
+    }
+    return { seen, resourceVersion };
+  }
+
+  /** One page; undefined when it was over the response cap and fewer objects can still be asked for. */
+  async #page(limit: number, continueToken: string | undefined): Promise<ListPage | undefined> {
+    try {
+      return await listPage(this.#http, this.#options.path, { limit, labelSelector: this.#options.labelSelector, continueToken });
+    } catch (error) {
+      if (error instanceof ResponseTooLargeError && limit > 1) return undefined;
+      throw error;
     }
   }
 

@@ -129,6 +129,7 @@ const RETRY_MAX_MS = 60_000;
 const SCOPE_REFRESH_MS = 30_000;
 // While the scope has never been read, it is retried this often (nothing is synced, so nothing rolls).
 const SCOPE_RETRY_MS = 2_000;
+const NOT_SYNCED_WARNING_MS = 60_000;
 export const LEASE_NAME = 'config-checksum-webhook-leader';
 
 export class Watcher {
@@ -151,6 +152,7 @@ export class Watcher {
   #scopeTimer: NodeJS.Timeout | undefined;
   #scopeRetry: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
+  #notSyncedWarning: NodeJS.Timeout | undefined;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   #synced = false;
   /** Set once start() has created every list/watch; before that, "all of them synced" means nothing. */
@@ -201,6 +203,9 @@ export class Watcher {
   }
 
   async start(): Promise<void> {
+    this.#metrics.watchSynced.set(0);
+    // Not synced, nothing is rolled: say so loudly if it lasts (a scope that cannot be read, a list that fails).
+    this.#notSyncedWarning = this.#clock.setTimeout(() => this.#log.warn({ scopeKnown: this.#scopeSelector !== undefined, listed: this.#reflectors.filter((reflector) => reflector.synced).length, lists: this.#reflectors.length }, 'watches not synced after 60 s; no ConfigMap change is rolled until they are'), NOT_SYNCED_WARNING_MS);
     await this.#refreshScope();
     this.#scopeTimer = this.#clock.setInterval(() => void this.#refreshScope(), SCOPE_REFRESH_MS);
     this.#watch('configmaps', '/api/v1/configmaps', {
@@ -228,6 +233,7 @@ export class Watcher {
     clearInterval(this.#scopeTimer);
     clearTimeout(this.#scopeRetry);
     clearInterval(this.#resyncTimer);
+    clearTimeout(this.#notSyncedWarning);
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
     this.#metrics.watchPending.set(0);
@@ -302,6 +308,8 @@ export class Watcher {
     if (this.#synced || !this.#watching || !this.#namespaceReflector?.synced) return;
     if (!this.#reflectors.every((reflector) => reflector.synced)) return;
     this.#synced = true;
+    clearTimeout(this.#notSyncedWarning);
+    this.#metrics.watchSynced.set(1);
     this.#metrics.watchConfigMaps.set(this.#digests.size);
     this.#log.info({ configMaps: this.#digests.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
     if (this.#leader.leading) this.#checkAll('start');

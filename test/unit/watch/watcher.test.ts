@@ -392,10 +392,12 @@ describe('watcher', () => {
       cluster.leadership!.set(true);
       for (const listWatch of cluster.listWatches) listWatch.sync();
       assert.equal(watcher.synced, false, 'every list/watch listed, but the scope is unknown');
+      assert.equal((await cluster.metrics.watchSynced.get()).values[0]?.value, 0, 'config_checksum_watch_synced says so');
       await eventually('the scope to be read again (retried every 2 s, 20 ms on the fast clock)', () => cluster.listWatches.some((lw) => lw.options.path === '/api/v1/namespaces'), 5_000);
       cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: NS } });
       cluster.watch('/api/v1/namespaces').sync();
       assert.equal(watcher.synced, true);
+      assert.equal((await cluster.metrics.watchSynced.get()).values[0]?.value, 1);
       await eventually('the start-up pass to roll the stale workload', () => cluster.events.length === 1);
       assert.match(cluster.events[0]!.event.message, /config changed while no watcher was running/);
     } finally {
