@@ -11,7 +11,7 @@ import { resourcePath, waitFor, type KubeObject } from '../../src/local/kube.ts'
 import { httpsCall } from '../support/https.ts';
 import { pointRegistration, restoreRegistration } from './support/install.ts';
 import { configMap, expectedChecksum, REQUESTED_ANNOTATION, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
-import { startWebhookProcess, stopWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
+import { fileSize, logEntries, startWebhookProcess, stopWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
 
 const TIMEOUT = { timeout: 240_000 };
 const LEASE = { namespace: 'config-checksum', name: 'config-checksum-webhook-leader' };
@@ -268,6 +268,23 @@ test('two watcher replicas: only the leader writes; when it dies, the other take
     }
   }
   await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${scenario.state.webhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
+});
+
+test('ConfigMaps near 1 MiB, more than fit in one 8 MiB response: the restarted watcher lists them page by page, syncs, and rolls the next change', TIMEOUT, async (t) => {
+  const namespace = await scenario.namespace('e2e-watch-large', { optIn: true });
+  const big = 'v'.repeat(900 * 1024);
+  for (let index = 0; index < 12; index++) await scenario.client.create(configMap(namespace, `large-${index}`, { value: big }));
+  const stored = await deployed(namespace, [configMap(namespace, 'large-config', { value: big.slice(0, 1000) })]);
+  const { webhook } = scenario.state;
+  const offset = fileSize(webhook.files.logFile);
+  await scenario.stopWebhook();
+  await scenario.restartWebhook(); // the new process lists every ConfigMap of the cluster, about 11 MiB of them
+  const synced = await waitFor('the restarted watcher to sync', async () => logEntries(webhook.files.logFile, offset).find((line) => line['msg'] === 'watches synced'), { timeoutMs: 60_000, intervalMs: 200 });
+  t.diagnostic(`synced with ${String(synced['configMaps'])} ConfigMaps in the cluster`);
+  await updateData(namespace, 'large-config', { value: 'changed' });
+  await waitForChecksum(stored, expectedChecksum(stored, await configMaps(namespace, ['large-config'])).checksum);
+  await sleep(scenario.configChangeSettleMs);
+  assert.equal((await scenario.owned('ReplicaSet', await scenario.read(stored))).length, 2, 'one rollout');
 });
 
 test('watcher down while a ConfigMap changes: on start, the stale workload rolls once; one that never had a checksum does not', TIMEOUT, async () => {
