@@ -8,9 +8,11 @@
 // retried with capped backoff until it lands: no change is ever dropped while this replica leads.
 //
 // Rules kept here: a metadata-only change or a change to keys nobody consumes does nothing; a ConfigMap
-// that appears rolls its consumers; a deleted one rolls nothing and leaves a Warning Event; workloads
-// without a checksum are never rolled (installing rolls nothing); after a start or a leader change every
-// annotated workload is checked once (config may have changed while nobody watched); only the leader writes.
+// that appears rolls its consumers; a deleted one (or a required key gone) rolls nothing and leaves a
+// Warning Event; workloads without a checksum are never rolled (installing rolls nothing); nothing is
+// decided before the scope is known and every list/watch has listed; every annotated workload is checked
+// after a start, a leader change, a new namespaceSelector and every --resync-minutes (config may have
+// changed while nobody watched, or an event was missed); only the leader writes.
 
 import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
 import { decideWorkload, ineligibility } from '../workload/decision.ts';
