@@ -24,6 +24,8 @@ export interface Config {
   readonly tlsKeyFile: string;
   /** When set, callers must present a client certificate signed by this CA. */
   readonly clientCaFile: string | undefined;
+  /** With a client CA: the port that serves /healthz, /readyz and /metrics without a client certificate. */
+  readonly healthPort: number;
   /** Service in front of the webhook: the self-managed certificate's DNS names derive from it. */
   readonly serviceName: string;
   readonly tlsSecretName: string;
@@ -75,6 +77,7 @@ export const SETTINGS = {
   tlsCertFile: { flag: 'tls-cert-file', env: 'CONFIG_CHECKSUM_TLS_CERT_FILE', default: 'certs/tls.crt', help: 'PEM serving certificate (reloaded when it changes)' },
   tlsKeyFile: { flag: 'tls-key-file', env: 'CONFIG_CHECKSUM_TLS_KEY_FILE', default: 'certs/tls.key', help: 'PEM private key of the serving certificate' },
   clientCaFile: { flag: 'client-ca-file', env: 'CONFIG_CHECKSUM_CLIENT_CA_FILE', default: undefined, help: 'PEM CA; when set, only callers with a client certificate it signed are served (the API server with --admission-control-config-file kubeConfig credentials)' },
+  healthPort: { flag: 'health-port', env: 'CONFIG_CHECKSUM_HEALTH_PORT', default: '8081', help: 'with --client-ca-file: HTTPS port for /healthz, /readyz and /metrics without a client certificate (kubelet probes, Prometheus); unused otherwise' },
   serviceName: { flag: 'service-name', env: 'CONFIG_CHECKSUM_SERVICE_NAME', default: 'config-checksum-webhook', help: 'Service name; the self-managed certificate is valid for name, name.ns, name.ns.svc' },
   tlsSecretName: { flag: 'tls-secret-name', env: 'CONFIG_CHECKSUM_TLS_SECRET_NAME', default: 'config-checksum-webhook-tls', help: 'Secret holding the self-managed CA and certificate' },
   caValiditySeconds: { flag: 'ca-validity-seconds', env: 'CONFIG_CHECKSUM_CA_VALIDITY_SECONDS', default: String(365 * 86_400), help: 'self-managed CA lifetime; rotated at 2/3 with an overlap' },
@@ -183,6 +186,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     tlsCertFile: required(SETTINGS.tlsCertFile),
     tlsKeyFile: required(SETTINGS.tlsKeyFile),
     clientCaFile: raw(SETTINGS.clientCaFile),
+    healthPort: integer(SETTINGS.healthPort, 0, 65535),
     serviceName: required(SETTINGS.serviceName),
     tlsSecretName: required(SETTINGS.tlsSecretName),
     certExtraSans: (raw(SETTINGS.certExtraSans) ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''),

@@ -56,7 +56,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   const tls = certificates
     ? { pair: await certificates.start(), clientCaFile: config.clientCaFile }
     : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
-  const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, tls, drainSeconds: config.drainSeconds });
+  const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls, drainSeconds: config.drainSeconds });
   serveCertificate = (pair) => void server.setCertificate(pair);
   const watcher = config.watch ? createWatcher(config, { http, kubeConfig, reader, logger, metrics }) : undefined;
   await watcher?.start();

@@ -85,12 +85,27 @@ export function buildApp(parts: AppParts, httpsOptions?: https.ServerOptions): F
     return handleAdmission(decoded.request, parts, deadlineFromQuery(request.query));
   });
 
+  registerHealthRoutes(app, parts);
+  return app;
+}
+
+/**
+ * /healthz, /readyz and /metrics alone: the port kubelet probes and Prometheus scrape when the admission
+ * port requires client certificates (--client-ca-file), which they do not present.
+ */
+export function buildHealthApp(parts: Pick<AppParts, 'logger' | 'metrics' | 'readiness'>, httpsOptions: https.ServerOptions): FastifyInstance {
+  const createFastify = Fastify as unknown as (options: object) => FastifyInstance;
+  const app = createFastify({ ...serverOptions(httpsOptions), loggerInstance: parts.logger });
+  registerHealthRoutes(app, parts);
+  return app;
+}
+
+function registerHealthRoutes(app: FastifyInstance, parts: Pick<AppParts, 'metrics' | 'readiness'>): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) =>
     parts.readiness.ready ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', reasons: parts.readiness.reasons }),
   );
   app.get('/metrics', async (_request, reply) => reply.type(parts.metrics.registry.contentType).send(await parts.metrics.registry.metrics()));
-  return app;
 }
 
 /** The API server appends ?timeout=<Go duration> (whole seconds in practice) with its remaining deadline. */

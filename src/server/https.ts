@@ -6,7 +6,7 @@ import type https from 'node:https';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { KeyPairPem } from '../tls/certs.ts';
-import { buildApp, type AppParts } from './app.ts';
+import { buildApp, buildHealthApp, type AppParts } from './app.ts';
 import { DRAINING } from './readiness.ts';
 import { loggableError } from '../telemetry/logger.ts';
 
@@ -32,6 +32,11 @@ export interface ServerOptions {
   readonly port: number;
   readonly tls: TlsFiles | TlsInMemory;
   readonly drainSeconds: number;
+  /**
+   * With a client CA: the port of a second TLS listener that serves /healthz, /readyz and /metrics to
+   * callers without a client certificate (kubelet probes, Prometheus). Unused without a client CA.
+   */
+  readonly healthPort?: number;
   /** How often the certificate files are checked for changes (stat polling survives symlink swaps). */
   readonly certPollMs?: number;
 }
@@ -39,6 +44,8 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly app: FastifyInstance;
   readonly port: number;
+  /** The health listener's port, when there is one (a client CA is configured). */
+  readonly healthPort: number | undefined;
   /** Reload the certificate now (also happens on its own when the files change). */
   reloadCertificate(): boolean;
   /** Serve this certificate to new connections (in-memory mode); false if the pair is unusable. */
@@ -65,10 +72,15 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
   };
 
   const app = buildApp(parts, tlsOptions());
-  const sockets = openSockets(app.server);
+  // Same certificate, no client certificate asked for: the probes' and scrapers' port.
+  const health = tls.clientCaFile && options.healthPort !== undefined ? buildHealthApp(parts, withoutClientCa(tlsOptions())) : undefined;
+  const apps = health ? [app, health] : [app];
+  const sockets = openSockets(apps);
   const reloadCertificate = (): boolean => {
     try {
-      (app.server as https.Server).setSecureContext(tlsOptions());
+      const next = tlsOptions();
+      (app.server as https.Server).setSecureContext(next);
+      for (const other of apps.slice(1)) (other.server as https.Server).setSecureContext(withoutClientCa(next));
       parts.metrics.certificateReloads.inc({ result: 'loaded' });
       parts.logger.info({ source: files?.certFile ?? 'memory' }, 'serving certificate loaded');
       return true;
@@ -79,22 +91,11 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
       return false;
     }
   };
-  const pollMs = options.certPollMs ?? DEFAULT_CERT_POLL_MS;
-  // Certificate and key are often written one after the other: reload once both have settled, not
-  // in between (which would be rejected as a mismatched pair and logged for nothing).
-  let settle: NodeJS.Timeout | undefined;
-  const onChange = (current: { mtimeMs: number; size: number }, previous: { mtimeMs: number; size: number }): void => {
-    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
-    clearTimeout(settle);
-    settle = setTimeout(reloadCertificate, Math.min(250, pollMs));
-  };
-  const watched = files ? [files.certFile, files.keyFile] : [];
-  for (const file of watched) watchFile(file, { interval: pollMs, persistent: false }, onChange);
+  const unwatch = files ? watchCertificateFiles(files, options.certPollMs ?? DEFAULT_CERT_POLL_MS, reloadCertificate) : () => {};
 
-  await app.listen({ host: options.host, port: options.port });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : options.port;
-  parts.logger.info({ host: options.host, port }, 'listening');
+  const port = await listenOn(app, options.host, options.port);
+  const healthPort = health ? await listenOn(health, options.host, options.healthPort ?? 0) : undefined;
+  parts.logger.info({ host: options.host, port, healthPort }, 'listening');
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -104,16 +105,8 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
       parts.readiness.block(DRAINING);
       parts.logger.info({ drainSeconds: options.drainSeconds }, 'draining');
       await new Promise((resolve) => setTimeout(resolve, options.drainSeconds * 1000));
-      clearTimeout(settle);
-      for (const file of watched) unwatchFile(file, onChange);
-      // Requests in flight get CLOSE_GRACE_MS to finish (each is bounded by its own deadline); then every
-      // connection left is closed, so a stop always ends.
-      const force = setTimeout(() => {
-        parts.logger.warn({ connections: sockets.size }, 'closing the connections left after the grace period');
-        for (const socket of sockets) socket.destroy();
-      }, CLOSE_GRACE_MS);
-      await app.close();
-      clearTimeout(force);
+      unwatch();
+      await closeWithinGrace(sockets, parts.logger, apps);
       parts.logger.info('stopped');
     })();
     return stopping;
@@ -125,19 +118,66 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     pair = previous;
     return false;
   };
-  return { app, port, reloadCertificate, setCertificate, stop };
+  return { app, port, healthPort, reloadCertificate, setCertificate, stop };
 }
 
 /**
- * Every TCP connection of `server`, from accept on: a socket still in its TLS handshake (or one that never
+ * Reloads when the certificate or key file changes. Both are often written one after the other: the
+ * reload waits until both have settled, not in between (which would be rejected as a mismatched pair and
+ * logged for nothing). Returns what stops watching.
+ */
+function watchCertificateFiles(files: TlsFiles, pollMs: number, reload: () => boolean): () => void {
+  let settle: NodeJS.Timeout | undefined;
+  const onChange = (current: { mtimeMs: number; size: number }, previous: { mtimeMs: number; size: number }): void => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    clearTimeout(settle);
+    settle = setTimeout(reload, Math.min(250, pollMs));
+  };
+  const watched = [files.certFile, files.keyFile];
+  for (const file of watched) watchFile(file, { interval: pollMs, persistent: false }, onChange);
+  return () => {
+    clearTimeout(settle);
+    for (const file of watched) unwatchFile(file, onChange);
+  };
+}
+
+/**
+ * Closes the apps; requests in flight get CLOSE_GRACE_MS to finish (each is bounded by its own deadline),
+ * then every connection left is closed, so a stop always ends.
+ */
+async function closeWithinGrace(sockets: ReadonlySet<Socket>, logger: AppParts['logger'], apps: readonly FastifyInstance[]): Promise<void> {
+  const force = setTimeout(() => {
+    logger.warn({ connections: sockets.size }, 'closing the connections left after the grace period');
+    for (const socket of sockets) socket.destroy();
+  }, CLOSE_GRACE_MS);
+  await Promise.all(apps.map((app) => app.close()));
+  clearTimeout(force);
+}
+
+/**
+ * Every TCP connection of the apps' servers, from accept on: a socket still in its TLS handshake (or one that never
  * sends a byte) is not an HTTP connection yet, so neither fastify nor closeAllConnections() knows it, and
  * server.close() would wait for it until the handshake timeout (120 s).
  */
-function openSockets(server: FastifyInstance['server']): ReadonlySet<Socket> {
+function openSockets(apps: readonly FastifyInstance[]): ReadonlySet<Socket> {
   const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
+  for (const app of apps) {
+    app.server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
   return sockets;
+}
+
+function withoutClientCa(options: https.ServerOptions): https.ServerOptions {
+  const { ca: _ca, requestCert: _requestCert, rejectUnauthorized: _rejectUnauthorized, ...rest } = options;
+  return rest;
+}
+
+/** Listens and returns the port bound (the one asked for, or the one the OS chose for 0). */
+async function listenOn(app: FastifyInstance, host: string, port: number): Promise<number> {
+  await app.listen({ host, port });
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : port;
 }

@@ -22,6 +22,7 @@ const OVERLAYS: ReadonlyArray<{ overlay: string; values: KubeObject }> = [
   { overlay: 'namespace-opt-in', values: { namespace: { create: true } } },
   { overlay: 'cluster-wide', values: { namespace: { create: true }, mode: 'cluster-wide' } },
   { overlay: 'cert-manager', values: { namespace: { create: true }, certificates: { mode: 'cert-manager' } } },
+  { overlay: 'client-certificates', values: { namespace: { create: true }, clientCertificates: { enabled: true } } },
 ];
 
 function find(objects: readonly KubeObject[], kind: string, name?: string): KubeObject {

@@ -9,12 +9,13 @@
 
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { splitPem } from '../../src/tls/authority.ts';
+import { createCertificateAuthority } from '../../src/tls/certs.ts';
 import { freePort } from '../../src/local/control-plane.ts';
 import { signalGroup } from '../../src/local/process.ts';
 import {
@@ -707,4 +708,50 @@ test('production install: the Dockerfile\'s build steps, then its ENTRYPOINT alo
     rmSync(buildDir, { recursive: true, force: true });
   }
   assert.ok(!existsSync(dir) && !existsSync(buildDir), 'the build and install directories are removed');
+});
+
+test('client certificates required (overlay client-certificates): the Deployment\'s probes reach the health port without a certificate, the admission port refuses callers without one', { timeout: 120_000 }, async (t) => {
+  const rendered = await renderOverlay(kubectl, path.join(OVERLAYS_DIR, 'client-certificates'));
+  const deployment = rendered.find((object) => object['kind'] === 'Deployment')!;
+  const container = deployment['spec']['template']['spec']['containers'][0] as KubeObject;
+  const ports = Object.fromEntries((container['ports'] as KubeObject[]).map((port) => [port['name'], port['containerPort']]));
+  const probePort = ports[container['readinessProbe']['httpGet']['port']];
+  const args = container['args'] as string[];
+  assert.ok(args.includes(`--health-port=${probePort}`), 'the probes use the port the process serves health on');
+  assert.equal(ports[container['livenessProbe']['httpGet']['port']], probePort);
+
+  // The Deployment's command on loopback: the CA file where the Secret volume would put it, free ports
+  // for the admission and health listeners (8443 and 8081 may be taken here), the run's certificate files
+  // instead of the self-managed Secret (which would publish another CA in the run's registration), no watcher.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-client-ca-'));
+  try {
+    const clientCa = createCertificateAuthority('api-server-client-ca');
+    writeFileSync(path.join(dir, 'ca.crt'), clientCa.certificate);
+    const healthPort = await freePort();
+    const { files } = state.webhook;
+    const local = (arg: string): string[] => {
+      if (arg.startsWith('--client-ca-file=')) return [`--client-ca-file=${path.join(dir, 'ca.crt')}`];
+      if (arg.startsWith('--health-port=')) return [`--health-port=${healthPort}`];
+      if (arg === '--tls-mode=self-managed') return ['--tls-mode=files', `--tls-cert-file=${files.certFile}`, `--tls-key-file=${files.keyFile}`];
+      return [arg];
+    };
+    const proc = spawnWebhook({
+      state,
+      name: 'client-certificates',
+      args: [...args.flatMap(local), '--host', '127.0.0.1', '--port', '0', '--watch', 'false', '--kubeconfig', files.kubeconfig, '--drain-seconds', '0'],
+    });
+    try {
+      const port = await waitListening(proc);
+      const ca = readFileSync(files.caFile, 'utf8');
+      // What kubelet does: GET the probe path on the probe port, no client certificate.
+      assert.equal((await httpsGet(healthPort, '/readyz', ca)).status, 200, 'ready, as kubelet sees it');
+      assert.equal((await httpsGet(healthPort, '/healthz', ca)).status, 200, 'alive, as kubelet sees it');
+      await assert.rejects(httpsGet(port, '/readyz', ca), 'the admission port refuses a caller without a client certificate');
+      t.diagnostic(`admission port ${port} requires client certificates; health port ${healthPort} serves the probes`);
+    } finally {
+      await proc.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

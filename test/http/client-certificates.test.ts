@@ -43,7 +43,18 @@ describe('client certificates required (--client-ca-file)', () => {
     writeFileSync(clientCaFile, apiServerCa.certificate);
     reader = new RecordingReader({ app: { data: { a: CANARY } } });
     parts = traceParts(reader);
-    server = await startServer(parts, { host: '127.0.0.1', port: 0, tls: { certFile: tls.certFile, keyFile: tls.keyFile, clientCaFile }, drainSeconds: 0 });
+    server = await startServer(parts, { host: '127.0.0.1', port: 0, healthPort: 0, tls: { certFile: tls.certFile, keyFile: tls.keyFile, clientCaFile }, drainSeconds: 0 });
+  });
+
+  test('the health port serves /healthz, /readyz and /metrics without a client certificate (kubelet probes, Prometheus), and nothing else', async () => {
+    assert.ok(server.healthPort !== undefined && server.healthPort !== server.port, 'a second port');
+    const port = server.healthPort!;
+    assert.equal((await httpsCall({ port, ca: tls.ca.certificate, path: '/healthz' })).status, 200);
+    assert.equal((await httpsCall({ port, ca: tls.ca.certificate, path: '/readyz' })).status, 200);
+    assert.match((await httpsCall({ port, ca: tls.ca.certificate, path: '/metrics' })).text, /config_checksum_admissions_total/);
+    const mutate = await httpsCall({ port, ca: tls.ca.certificate, path: '/mutate', body: review('health-port'), contentType: 'application/json' });
+    assert.equal(mutate.status, 404, 'no admissions on the health port');
+    await assert.rejects(httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/healthz' }), 'the admission port still requires a client certificate');
   });
   after(async () => {
     await server.stop();

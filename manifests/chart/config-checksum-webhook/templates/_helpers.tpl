@@ -113,7 +113,21 @@ expressions followed by namespaceSelector.extraExpressions.
 {{- if ne .Values.checksumAnnotation "checksum/config" }}
 - --checksum-annotation={{ .Values.checksumAnnotation }}
 {{- end }}
+{{- if .Values.clientCertificates.enabled }}
+- --client-ca-file=/client-ca/ca.crt
+- --health-port=8081
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The Secret holding the CA of client certificates (clientCertificates.enabled). */}}
+{{- define "ccw.clientCaSecretName" -}}
+{{- .Values.clientCertificates.caSecretName | default (printf "%s-client-ca" (include "ccw.fullname" .)) -}}
+{{- end -}}
+
+{{/* The port the probes use: the health port when the admission port requires client certificates. */}}
+{{- define "ccw.probePort" -}}
+{{- if .Values.clientCertificates.enabled }}health{{ else }}https{{ end -}}
 {{- end -}}
