@@ -402,6 +402,9 @@ export class Watcher {
     if (typeof stale === 'string') return this.#done(stale);
 
     await this.#bucket.take();
+    // Stopped (or stepped down) while deciding or waiting for a token: the next leader decides again.
+    const lost = this.#mayNotWrite();
+    if (lost) return this.#done(lost);
     const request = setAnnotation(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, stale.checksum);
     const answer = await this.#api.requestRollout(trigger.ref, metadataString(object, 'resourceVersion') ?? '', request);
     if (answer.state === 'conflict') return 'conflict';
@@ -446,6 +449,11 @@ export class Watcher {
     const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : PASS_CAUSE[trigger.pass ?? 'start'];
     this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
     await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`);
+  }
+
+  #mayNotWrite(): 'stopped' | 'not-leader' | undefined {
+    if (this.#stopped) return 'stopped';
+    return this.#leader.leading ? undefined : 'not-leader';
   }
 
   #done(reason: string): 'done' {

@@ -486,6 +486,26 @@ describe('watcher', () => {
     }
   });
 
+  test('stop() at random points of the watcher\'s work (bursts, pending retries, a failing webhook): it always resolves, and nothing is written after it', async (t) => {
+    const stopTimes: number[] = [];
+    for (let round = 0; round < 30; round++) {
+      const cluster = new FakeCluster();
+      for (const name of ['a', 'b', 'c']) cluster.configMaps.set(name, { v: '0' });
+      for (const name of ['w1', 'w2', 'w3', 'w4']) await cluster.deployment(name, ['a', 'b', 'c']);
+      cluster.webhookUp = round % 2 === 0;
+      const watcher = await startedWatcher(cluster, { resyncMinutes: 0.1 });
+      for (let change = 1; change <= 5; change++) cluster.setConfigMap(['a', 'b', 'c'][change % 3]!, { v: String(change) });
+      await sleep(Math.random() * 150);
+      const started = performance.now();
+      await Promise.race([watcher.stop(), sleep(2_000).then(() => assert.fail(`round ${round}: stop() did not resolve within 2 s`))]);
+      stopTimes.push(performance.now() - started);
+      const written = cluster.requests.length;
+      await sleep(WINDOW_MS * 5);
+      assert.equal(cluster.requests.length, written, `round ${round}: no request after stop()`);
+    }
+    t.diagnostic(`stop() took at most ${Math.round(Math.max(...stopTimes))} ms over ${stopTimes.length} rounds`);
+  });
+
   test('scope is the webhook configuration\'s namespaceSelector: namespaces are listed with it, and a workload outside it is never asked for', async () => {
     const cluster = new FakeCluster();
     cluster.configMaps.set('app', { level: 'info' });
