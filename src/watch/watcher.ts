@@ -14,7 +14,7 @@
 // after a start, a leader change, a new namespaceSelector and every --resync-minutes (config may have
 // changed while nobody watched, or an event was missed); only the leader writes.
 
-import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
+import { fitsAnnotations, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
 import { decideWorkload, ineligibility } from '../workload/decision.ts';
 import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
@@ -437,6 +437,8 @@ export class Watcher {
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
     // workload's next write still hashes it as absent, with a warning to whoever writes.
     if (decision.problems.some((problem) => MISSING.has(problem.kind))) return 'required-config-missing';
+    // The request annotation itself must not take the workload over the API server's annotation limit.
+    if (!fitsAnnotations(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, decision.checksum)) return 'annotations-full';
     return { checksum: decision.checksum, current };
   }
 

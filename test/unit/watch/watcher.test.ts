@@ -506,6 +506,23 @@ describe('watcher', () => {
     t.diagnostic(`stop() took at most ${Math.round(Math.max(...stopTimes))} ms over ${stopTimes.length} rounds`);
   });
 
+  test('a workload whose annotations leave no room for the request annotation is not asked for (the write would be refused forever)', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    const web = (await cluster.deployment('web', ['app'])) as Record<string, any>;
+    web['metadata']['annotations'] = { filler: 'x'.repeat(256 * 1024 - 'filler'.length - 10) };
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+      const skipped = (await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'annotations-full');
+      assert.equal(skipped?.value, 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
   test('scope is the webhook configuration\'s namespaceSelector: namespaces are listed with it, and a workload outside it is never asked for', async () => {
     const cluster = new FakeCluster();
     cluster.configMaps.set('app', { level: 'info' });
