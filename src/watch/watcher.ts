@@ -15,7 +15,7 @@
 // changed while nobody watched, or an event was missed); only the leader writes.
 
 import { fitsAnnotations, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
-import { decideWorkload, ineligibility } from '../workload/decision.ts';
+import { decideWorkload } from '../workload/decision.ts';
 import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import { CONTRACT, type Config } from '../config.ts';
@@ -423,10 +423,8 @@ export class Watcher {
    * nothing is to be done. Throws when its ConfigMaps cannot be read (the change stays pending).
    */
   async #staleChecksum(object: JsonObject, ref: WorkloadRef): Promise<{ checksum: string; current: string } | string> {
-    // Checked before any read: the decision below would read the ConfigMaps first.
-    const ineligible = ineligibility(object);
-    if (ineligible) return ineligible;
-    // Workloads without a checksum get one at their next write, never from the watcher (installing rolls nothing).
+    // Workloads without a checksum get one at their next write, never from the watcher (installing rolls
+    // nothing). Checked before the decision, which would read their ConfigMaps; it checks eligibility itself.
     const current = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
     if (current === undefined) return 'no-checksum';
     const decision = await decideWorkload(object, ref.namespace, this.#reader, this.#options);

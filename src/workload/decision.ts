@@ -45,7 +45,7 @@ export type WorkloadDecision =
     };
 
 /** The rules before any read: a workload without a template, being deleted, or opted out is left alone. */
-export function ineligibility(object: unknown): Exclude<SkipReason, 'no-configmaps'> | undefined {
+function ineligibility(object: unknown): Exclude<SkipReason, 'no-configmaps'> | undefined {
   if (!workloadParts(object)) return 'no-pod-template';
   // A workload being deleted (finalizers pending) must not roll.
   const deletionTimestamp = asObject(asObject(object)?.['metadata'])?.['deletionTimestamp'];
