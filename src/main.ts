@@ -3,7 +3,7 @@
 
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { ApiConfigMapReader, type ConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
 import { certificatesApi } from './kube/certificates-api.ts';

@@ -4,7 +4,9 @@
 
 import https from 'node:https';
 import http from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+// Only client-node's kubeconfig loading (in-cluster, exec plugins, OIDC, client certificates) is used: the
+// deep import keeps its generated API and its fetch stack out of the bundle (src/build.ts).
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { FIELD_MANAGER, USER_AGENT } from '../product.ts';
 import { OperationalError } from '../util/errors.ts';
 import { startDeadline } from './deadline.ts';

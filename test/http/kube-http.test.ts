@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { KubeHttp } from '../../src/kube/http.ts';
 import { PRODUCT_VERSION } from '../../src/product.ts';
 import { createCertificateAuthority, issueCertificate } from '../../src/tls/certs.ts';

@@ -1,7 +1,7 @@
 // Shared test doubles and builders for the unit and http tests. No I/O beyond what a test asks for.
 
 import type https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
 import type { MutateSettings } from '../../src/admission/mutate.ts';
