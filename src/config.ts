@@ -54,7 +54,10 @@ export interface Config {
   readonly namespace: string;
   /** This replica's name in the leader Lease. */
   readonly identity: string;
+  /** Quiet period: a workload is handled once no further change to its ConfigMaps came for this long. */
   readonly coalesceWindowMs: number;
+  /** The longest a workload waits after the first change of a burst, however long the burst lasts. */
+  readonly coalesceMaxMs: number;
   readonly rolloutRatePerSecond: number;
   readonly rolloutBurst: number;
   readonly leaseDurationSeconds: number;
@@ -95,7 +98,8 @@ export const SETTINGS = {
   webhookConfigurationName: { flag: 'webhook-configuration-name', env: 'CONFIG_CHECKSUM_WEBHOOK_CONFIGURATION', default: 'config-checksum-webhook', help: 'MutatingWebhookConfiguration whose namespaceSelector defines the scope' },
   namespace: { flag: 'namespace', env: 'CONFIG_CHECKSUM_NAMESPACE', default: 'config-checksum', help: "the webhook's own namespace (leader Lease, certificate Secret)" },
   identity: { flag: 'identity', env: 'CONFIG_CHECKSUM_IDENTITY', default: undefined, help: 'replica name in the leader Lease (default: hostname-pid; the manifests use the pod name)' },
-  coalesceWindowMs: { flag: 'coalesce-window-ms', env: 'CONFIG_CHECKSUM_COALESCE_WINDOW_MS', default: '5000', help: 'ConfigMap changes within this window give one rollout per workload' },
+  coalesceWindowMs: { flag: 'coalesce-window-ms', env: 'CONFIG_CHECKSUM_COALESCE_WINDOW_MS', default: '1000', help: 'quiet period: a workload rolls once no further change to its ConfigMaps came for this long (several ConfigMaps written together give one rollout)' },
+  coalesceMaxMs: { flag: 'coalesce-max-ms', env: 'CONFIG_CHECKSUM_COALESCE_MAX_MS', default: undefined, help: 'the longest a workload waits after the first change of a burst, however long the burst lasts (default: 10000, or the quiet period if longer)' },
   rolloutRatePerSecond: { flag: 'rollout-rate', env: 'CONFIG_CHECKSUM_ROLLOUT_RATE', default: '5', help: 'most workload patches per second by the watcher (token bucket rate)' },
   rolloutBurst: { flag: 'rollout-burst', env: 'CONFIG_CHECKSUM_ROLLOUT_BURST', default: '10', help: 'token bucket size of the rollout rate limit' },
   leaseDurationSeconds: { flag: 'lease-duration-seconds', env: 'CONFIG_CHECKSUM_LEASE_DURATION_SECONDS', default: '15', help: 'leader Lease duration; a dead leader is replaced after about this long' },
@@ -168,6 +172,8 @@ function certificateSettings(read: SettingsReader): Pick<Config, 'tlsMode' | 'ce
   return { tlsMode, certPollSeconds, certPropagationSeconds, caValiditySeconds, certValiditySeconds };
 }
 
+const DEFAULT_COALESCE_MAX_MS = 10_000;
+
 export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
   const read = settingsReader(argv, env);
   const { raw, required, integer, boolean } = read;
@@ -179,6 +185,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`--${SETTINGS.logLevel.flag} must be one of ${[...LOG_LEVELS].join(', ')}`);
   const certificates = certificateSettings(read);
 
+  const coalesceWindowMs = integer(SETTINGS.coalesceWindowMs, 0, 600_000);
+  const coalesceMaxMs = raw(SETTINGS.coalesceMaxMs) === undefined ? Math.max(DEFAULT_COALESCE_MAX_MS, coalesceWindowMs) : integer(SETTINGS.coalesceMaxMs, 0, 3_600_000);
+  if (coalesceMaxMs < coalesceWindowMs) throw new ConfigError(`--${SETTINGS.coalesceMaxMs.flag} (${coalesceMaxMs}) must be at least --${SETTINGS.coalesceWindowMs.flag} (${coalesceWindowMs})`);
   return Object.freeze({
     host: required(SETTINGS.host),
     port: integer(SETTINGS.port, 0, 65535),
@@ -201,8 +210,10 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     webhookConfigurationName: required(SETTINGS.webhookConfigurationName),
     namespace: required(SETTINGS.namespace),
     identity: raw(SETTINGS.identity) ?? `${hostname()}-${process.pid}`,
-    // Long enough that Helm's "ConfigMap, then Deployment" within one apply is seen as one change.
-    coalesceWindowMs: integer(SETTINGS.coalesceWindowMs, 0, 600_000),
+    // Long enough that Helm's "ConfigMap, then Deployment" within one apply (or helmfile's next release,
+    // measured 0.3-0.75 s later) is seen as one change; short enough that a lone change rolls in about a second.
+    coalesceWindowMs,
+    coalesceMaxMs,
     rolloutRatePerSecond: integer(SETTINGS.rolloutRatePerSecond, 1, 1000),
     rolloutBurst: integer(SETTINGS.rolloutBurst, 1, 10_000),
     leaseDurationSeconds: integer(SETTINGS.leaseDurationSeconds, 2, 300),

@@ -1,6 +1,8 @@
-// Coalescing: a workload is handled once per burst of ConfigMap changes. The first change schedules it
-// `windowMs` later; each further change within the burst pushes that back by `windowMs`, but never past
-// `maxDelayMs` after the first, so a steady trickle of changes cannot postpone a rollout forever.
+// Coalescing on a quiet period (DESIGN section 6): a workload is handled once per burst of ConfigMap
+// changes. The first change schedules it `quietMs` later; each further change pushes that back to `quietMs`
+// after itself, but never past `maxDelayMs` after the first, so a steady trickle of changes cannot postpone a
+// rollout forever. A lone change is handled after one quiet period (a second by default), a Helm release
+// writing several ConfigMaps within it once, after its last write.
 // Rate limit: a global token bucket in front of every write (runaway rollouts have taken API servers down).
 
 export interface PendingChange<T> {
@@ -11,20 +13,20 @@ export interface PendingChange<T> {
 }
 
 export class CoalescingQueue<T> {
-  readonly #windowMs: number;
+  readonly #quietMs: number;
   readonly #maxDelayMs: number;
   readonly #merge: (previous: T, next: T) => T;
   readonly #handle: (change: PendingChange<T>) => void;
   readonly #pending = new Map<string, { value: T; firstSeenAt: number; timer: NodeJS.Timeout }>();
 
-  constructor(windowMs: number, merge: (previous: T, next: T) => T, handle: (change: PendingChange<T>) => void, maxDelayMs = windowMs * 4) {
-    this.#windowMs = windowMs;
-    this.#maxDelayMs = Math.max(windowMs, maxDelayMs);
+  constructor(quietMs: number, maxDelayMs: number, merge: (previous: T, next: T) => T, handle: (change: PendingChange<T>) => void) {
+    this.#quietMs = quietMs;
+    this.#maxDelayMs = Math.max(quietMs, maxDelayMs);
     this.#merge = merge;
     this.#handle = handle;
   }
 
-  add(key: string, value: T, delayMs = this.#windowMs): void {
+  add(key: string, value: T, delayMs = this.#quietMs): void {
     const now = performance.now();
     const pending = this.#pending.get(key);
     if (pending) clearTimeout(pending.timer);

@@ -40,6 +40,7 @@ export type WatcherOptions = Pick<
   | 'namespace'
   | 'identity'
   | 'coalesceWindowMs'
+  | 'coalesceMaxMs'
   | 'rolloutRatePerSecond'
   | 'rolloutBurst'
   | 'leaseDurationSeconds'
@@ -175,6 +176,7 @@ export class Watcher {
     this.#bucket = new TokenBucket(options.rolloutRatePerSecond, options.rolloutBurst);
     this.#queue = new CoalescingQueue<Trigger>(
       options.coalesceWindowMs,
+      options.coalesceMaxMs,
       mergeTriggers,
       (change) => void this.#withSlot(() => this.#reconcile(change.value)),
     );

@@ -45,6 +45,13 @@ describe('loadConfig', () => {
     assert.equal(config.kubeconfig, '/tmp/kubeconfig');
   });
 
+  test('coalescing: a quiet period of a second, at most 10 s; a longer quiet period alone raises the maximum', () => {
+    const shipped = loadConfig([], {});
+    assert.deepEqual([shipped.coalesceWindowMs, shipped.coalesceMaxMs], [1000, 10_000]);
+    const longQuiet = loadConfig(['--coalesce-window-ms', '20000'], {});
+    assert.deepEqual([longQuiet.coalesceWindowMs, longQuiet.coalesceMaxMs], [20_000, 20_000]);
+  });
+
   test('flags override environment', () => {
     const env = { CONFIG_CHECKSUM_PORT: '9443', CONFIG_CHECKSUM_LOG_LEVEL: 'debug', CONFIG_CHECKSUM_DRAIN_SECONDS: '30' };
     const config = loadConfig(['--port', '10443', '--log-level=warn', '--host', '127.0.0.1', '--configmap-read-timeout-ms', '500'], env);
@@ -67,6 +74,8 @@ describe('loadConfig', () => {
       maxConfigMaps: '5',
       drainSeconds: '0',
       logLevel: 'error',
+      coalesceWindowMs: '250',
+      coalesceMaxMs: '4000',
     };
     for (const [name, value] of Object.entries(values)) {
       const setting = SETTINGS[name as keyof typeof SETTINGS];
@@ -91,6 +100,7 @@ describe('loadConfig', () => {
     ['log level unknown', ['--log-level', 'verbose'], {}, /--log-level must be one of/],
     ['unknown flag', ['--bogus', '1'], {}, /bogus.*Known flags: --host/],
     ['positional argument', ['serve'], {}, /Known flags/],
+    ['coalescing maximum shorter than the quiet period', ['--coalesce-window-ms', '3000', '--coalesce-max-ms', '2000'], {}, /--coalesce-max-ms \(2000\) must be at least --coalesce-window-ms \(3000\)/],
     ['boolean neither true nor false', ['--watch', 'yes'], {}, /--watch \(CONFIG_CHECKSUM_WATCH\) must be true or false, got "yes"/],
   ];
   for (const [label, argv, env, message] of invalid) {

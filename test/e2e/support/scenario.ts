@@ -3,7 +3,7 @@
 
 import { computeChecksum, planChecksum } from '../../../src/checksum/compute.ts';
 import { workloadParts } from '../../../src/workload/kinds.ts';
-import { CONTRACT } from '../../../src/config.ts';
+import { CONTRACT, loadConfig } from '../../../src/config.ts';
 import { connect, loadState, writeState, type E2EState } from '../../../src/local/environment.ts';
 import { Kubectl, KubeClient, objectPath, resourcePath, uniqueName, waitFor, type KubeObject, type KubeResponse } from '../../../src/local/kube.ts';
 import { OPT_IN_LABEL, startWebhookProcess, stopWebhookProcess, waitForWebhook } from '../../../src/local/webhook.ts';
@@ -106,18 +106,20 @@ export class Scenario {
   /**
    * Starts the run's webhook again on its port with its flags, records the new pid in the state file (so
    * the teardown stops it, whichever file runs next), and waits until the API server calls it again.
+   * `extraArgs` replaces the run's flags from then on (restore them with another restart).
    */
-  async restartWebhook(): Promise<void> {
+  async restartWebhook(extraArgs: readonly string[] = this.#state.webhook.extraArgs): Promise<void> {
     const { webhook } = this.#state;
     const restarted = await startWebhookProcess({
       files: webhook.files,
       registry: { file: this.#state.registryFile },
       port: webhook.port,
       logLevel: webhook.logLevel,
-      extraArgs: webhook.extraArgs,
+      extraArgs: [...extraArgs],
       outliveParent: true,
     });
-    this.#state = { ...this.#state, webhook: { ...webhook, pid: restarted.pid } };
+    const effective = loadConfig([...extraArgs], process.env);
+    this.#state = { ...this.#state, webhook: { ...webhook, pid: restarted.pid, extraArgs: [...extraArgs], watch: effective.watch, coalesceWindowMs: effective.coalesceWindowMs } };
     writeState(this.statePath, this.#state);
     await waitForWebhook(this.client);
   }

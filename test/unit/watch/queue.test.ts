@@ -5,7 +5,7 @@ import { CoalescingQueue, TokenBucket, type PendingChange } from '../../../src/w
 
 test('changes to one key within the window are handled once, merged', async () => {
   const handled: Array<PendingChange<string[]>> = [];
-  const queue = new CoalescingQueue<string[]>(60, (a, b) => [...a, ...b], (change) => handled.push(change));
+  const queue = new CoalescingQueue<string[]>(60, 1000, (a, b) => [...a, ...b], (change) => handled.push(change));
   queue.add('w', ['cm-a']);
   await sleep(20);
   queue.add('w', ['cm-b']);
@@ -17,10 +17,26 @@ test('changes to one key within the window are handled once, merged', async () =
   assert.deepEqual(handled.find((change) => change.key === 'w')?.value, ['cm-a', 'cm-b', 'cm-c']);
 });
 
+test('a burst is handled one quiet period after its last change, and a lone change one quiet period after itself', async () => {
+  const handledAt = new Map<string, number>();
+  const started = performance.now();
+  const queue = new CoalescingQueue<number>(60, 2000, (a, b) => a + b, (change) => handledAt.set(change.key, performance.now() - started));
+  queue.add('lone', 1);
+  for (let i = 0; i < 4; i++) {
+    queue.add('burst', 1);
+    await sleep(30);
+  }
+  await sleep(200);
+  // The lone change waited one quiet period, not the maximum; the burst's last change came at about
+  // 90 ms, so it was handled at about 150 ms: after the lone one, long before the maximum.
+  assert.ok(handledAt.get('lone')! >= 55 && handledAt.get('lone')! < handledAt.get('burst')!, `lone change handled at ${handledAt.get('lone')} ms, burst at ${handledAt.get('burst')} ms`);
+  assert.ok(handledAt.get('burst')! >= 140, `burst handled at ${handledAt.get('burst')} ms, before its last change's quiet period ended`);
+});
+
 test('a steady trickle of changes cannot postpone handling past the maximum delay', async () => {
   const handledAt: number[] = [];
   const started = performance.now();
-  const queue = new CoalescingQueue<number>(40, (a, b) => a + b, () => handledAt.push(performance.now() - started), 120);
+  const queue = new CoalescingQueue<number>(40, 120, (a, b) => a + b, () => handledAt.push(performance.now() - started));
   for (let i = 0; i < 10; i++) {
     queue.add('w', 1);
     await sleep(25);
@@ -32,7 +48,7 @@ test('a steady trickle of changes cannot postpone handling past the maximum dela
 
 test('changes spread beyond the window are handled separately', async () => {
   let count = 0;
-  const queue = new CoalescingQueue<number>(20, (a, b) => a + b, () => count++);
+  const queue = new CoalescingQueue<number>(20, 1000, (a, b) => a + b, () => count++);
   queue.add('w', 1);
   await sleep(80);
   queue.add('w', 1);
@@ -42,7 +58,7 @@ test('changes spread beyond the window are handled separately', async () => {
 
 test('clear() drops pending work', async () => {
   let count = 0;
-  const queue = new CoalescingQueue<number>(20, (a, b) => a + b, () => count++);
+  const queue = new CoalescingQueue<number>(20, 1000, (a, b) => a + b, () => count++);
   queue.add('w', 1);
   queue.clear();
   await sleep(60);

@@ -28,6 +28,7 @@ const OPTIONS: WatcherOptions = Object.freeze({
   namespace: 'config-checksum',
   identity: 'test-replica',
   coalesceWindowMs: WINDOW_MS,
+  coalesceMaxMs: WINDOW_MS * 4,
   rolloutRatePerSecond: 1000,
   rolloutBurst: 1000,
   leaseDurationSeconds: 15,
