@@ -26,7 +26,7 @@ import { OperationalError } from '../util/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
 import { configMapKey, consumesAny, DependencyIndex } from './dependents.ts';
-import { changedKeys, digestConfigMap, type KeyDigests } from './digests.ts';
+import { changedKeys, digestConfigMap, KeySets, type KeyDigests } from './digests.ts';
 import type { LeaderOptions } from './leader.ts';
 import { CoalescingQueue, TokenBucket } from './queue.ts';
 import type { ReflectorHandlers, ReflectorOptions } from './reflector.ts';
@@ -145,6 +145,7 @@ export class Watcher {
   readonly #metrics: Metrics;
   readonly #index: DependencyIndex;
   readonly #digests = new Map<string, KeyDigests>();
+  readonly #keySets = new KeySets();
   readonly #scope = new Set<string>();
   readonly #queue: CoalescingQueue<Trigger>;
   readonly #bucket: TokenBucket;
@@ -337,7 +338,7 @@ export class Watcher {
   #onConfigMap(object: JsonObject): void {
     const { namespace, name } = objectName(object);
     const key = configMapKey(namespace, name);
-    const after = digestConfigMap(object);
+    const after = digestConfigMap(object, this.#keySets);
     const before = this.#digests.get(key);
     this.#digests.set(key, after);
     if (!this.#synced) return;
