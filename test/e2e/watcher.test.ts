@@ -12,6 +12,8 @@ import { httpsCall } from '../support/https.ts';
 import { pointRegistration, restoreRegistration } from './support/install.ts';
 import { configMap, expectedChecksum, REQUESTED_ANNOTATION, Scenario, sleep, templateChecksum, workload } from './support/scenario.ts';
 import { fileSize, logEntries, startWebhookProcess, stopWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
+import { isAlive } from '../../src/local/process.ts';
+import { CLOSE_GRACE_MS } from '../../src/server/https.ts';
 
 const TIMEOUT = { timeout: 240_000 };
 const LEASE = { namespace: 'config-checksum', name: 'config-checksum-webhook-leader' };
@@ -322,4 +324,70 @@ test('the watcher holds digests, not data: resident memory and ConfigMaps tracke
   assert.ok(Number.isFinite(rss) && rss > 0, 'resident memory is exported');
   assert.ok(tracked >= 1, 'the watcher tracks the ConfigMaps of the cluster');
   t.diagnostic(`watcher process: ${(rss / 1024 / 1024).toFixed(1)} MiB resident with ${tracked} ConfigMaps tracked`);
+});
+
+test('SIGTERM at random points of the watcher\'s work: the process always stops within its bound, and no change is lost across the restarts', TIMEOUT, async (t) => {
+  const namespace = await scenario.namespace('e2e-watch-sigterm', { optIn: true });
+  const names = ['one', 'two', 'three'];
+  const stored = await deployed(namespace, names.map((name) => configMap(namespace, name, { value: '0' })));
+  const { webhook } = scenario.state;
+  const registry = { file: scenario.state.registryFile };
+  const runFlags = webhook.extraArgs;
+  // The run's webhook keeps answering admissions but watches nothing: each round's process is the only
+  // watcher, so it leads, and its requests are admitted by the run's webhook.
+  await scenario.stopWebhook();
+  await scenario.restartWebhook([...runFlags, '--watch', 'false']);
+  const seed = Date.now();
+  let random = seed;
+  const nextRandom = (): number => ((random = (random * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  t.diagnostic(`random seed ${seed}`);
+  try {
+    for (let round = 1; round <= 6; round++) {
+      const watcher = await startWebhookProcess({
+        files: { ...webhook.files, logFile: path.join(webhook.files.dir, `webhook-sigterm-${round}.log`) },
+        registry,
+        port: 0,
+        logLevel: webhook.logLevel,
+        extraArgs: runFlags,
+        outliveParent: true,
+      });
+      await waitFor('the round\'s watcher to lead', async () => (await leaseHolder()).endsWith(`-${watcher.pid}`), { timeoutMs: 30_000, intervalMs: 100 });
+      // A burst of changes, then SIGTERM somewhere in the quiet period, the reads, the request or the Event.
+      for (const name of names) {
+        await updateData(namespace, name, { value: `${round}-${name}` });
+        await sleep(Math.floor(nextRandom() * 300));
+      }
+      const delayMs = Math.floor(nextRandom() * 2_500);
+      await sleep(delayMs);
+      const sentAt = performance.now();
+      process.kill(-watcher.pid, 'SIGTERM');
+      await waitFor(`watcher ${watcher.pid} to exit after SIGTERM`, async () => !isAlive(watcher.pid), { timeoutMs: 30_000, intervalMs: 20 });
+      const stoppedMs = performance.now() - sentAt;
+      await watcher.stop();
+      const lines = logEntries(watcher.logFile).map((entry) => String(entry['msg']));
+      t.diagnostic(`round ${round}: SIGTERM ${delayMs} ms after the burst, exited in ${Math.round(stoppedMs)} ms; rolled out in this round: ${lines.filter((msg) => msg === 'rolled out').length}`);
+      assert.ok(lines.includes('stopped'), `round ${round}: the process logged "stopped" (a bounded, orderly stop)`);
+      assert.ok(!lines.includes('shutdown did not finish in time; exiting'), `round ${round}: stopped without its watchdog`);
+      assert.ok(stoppedMs < CLOSE_GRACE_MS + 4_000, `round ${round}: exited ${Math.round(stoppedMs)} ms after SIGTERM (drain 0 s, close grace ${CLOSE_GRACE_MS} ms)`);
+    }
+    // Whatever each kill interrupted, the last change reaches the Deployment: the next leader's start-up
+    // pass rolls what a stopped one left pending.
+    const last = await startWebhookProcess({
+      files: { ...webhook.files, logFile: path.join(webhook.files.dir, 'webhook-sigterm-last.log') },
+      registry,
+      port: 0,
+      logLevel: webhook.logLevel,
+      extraArgs: runFlags,
+      outliveParent: true,
+    });
+    try {
+      await waitForChecksum(stored, expectedChecksum(stored, await configMaps(namespace, names)).checksum);
+    } finally {
+      await last.stop();
+    }
+  } finally {
+    await scenario.stopWebhook();
+    await scenario.restartWebhook(runFlags);
+  }
+  await waitFor('the restarted webhook to lead', async () => (await leaseHolder()).endsWith(`-${scenario.state.webhook.pid}`), { timeoutMs: 30_000, intervalMs: 200 });
 });
