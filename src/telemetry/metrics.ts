@@ -23,6 +23,7 @@ export interface Metrics {
   readonly watchLeader: Gauge;
   readonly watchSynced: Gauge;
   readonly watchConfigMaps: Gauge;
+  readonly watchWorkloads: Gauge;
 }
 
 export function createMetrics(): Metrics {
@@ -134,6 +135,11 @@ export function createMetrics(): Metrics {
     watchConfigMaps: new Gauge({
       name: 'config_checksum_watch_configmaps',
       help: 'ConfigMaps whose per-key digests the watcher holds (digests only, never values).',
+      registers,
+    }),
+    watchWorkloads: new Gauge({
+      name: 'config_checksum_watch_workloads',
+      help: 'Workloads in scope that consume ConfigMaps, indexed by the watcher (names and consumed keys only).',
       registers,
     }),
   };

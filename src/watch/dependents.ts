@@ -1,5 +1,5 @@
 // The index from a ConfigMap to the workloads that consume it, with the keys they consume. Built from the
-// workload watch; holds names and key lists only.
+// workload watch; holds names and key lists only, of workloads in scope (the watcher keeps it so).
 
 import { planChecksum } from '../checksum/compute.ts';
 import { type JsonObject } from '../util/json.ts';
@@ -68,6 +68,15 @@ export class DependencyIndex {
       consumers?.delete(key);
       if (consumers?.size === 0) this.#consumers.delete(cmKey);
     }
+  }
+
+  has(ref: WorkloadRef): boolean {
+    return this.#workloads.has(workloadKey(ref));
+  }
+
+  /** Drops every workload whose namespace `keep` rejects (namespaces that left the scope). */
+  retain(keep: (namespace: string) => boolean): void {
+    for (const workload of [...this.#workloads.values()]) if (!keep(workload.namespace)) this.remove(workload);
   }
 
   /** Workloads that consume the ConfigMap, each with its use of it. */

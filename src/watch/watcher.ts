@@ -152,7 +152,18 @@ export class Watcher {
   readonly #leader: Leadership;
   readonly #reflectors: ListWatch[] = [];
   #namespaceReflector: ListWatch | undefined;
+  /** One-off lists of the workloads of a namespace that joined the scope (stopped once listed). */
+  readonly #namespaceLists = new Set<ListWatch>();
   #scopeSelector: string | undefined;
+  /**
+   * True once the namespaces of the current selector are listed: from then on only workloads in scope are
+   * indexed (DESIGN section 6), and a namespace that joins the scope has its workloads listed. Before
+   * that (at start, and while a new selector's namespaces are listed) every workload is indexed, so that
+   * none is lost to a scope not yet known.
+   */
+  #scopeListed = false;
+  /** The scope before the selector last changed: its namespaces' workloads are already indexed. */
+  #previousScope: ReadonlySet<string> = new Set();
   #scopeTimer: NodeJS.Timeout | undefined;
   #scopeRetry: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
@@ -220,7 +231,10 @@ export class Watcher {
     for (const kind of WORKLOAD_KINDS) {
       this.#watch(WORKLOAD_RESOURCES[kind], `/apis/apps/v1/${WORKLOAD_RESOURCES[kind]}`, {
         upsert: (object) => this.#onWorkload(kind, object),
-        remove: (object) => this.#index.remove({ kind, ...objectName(object) }),
+        remove: (object) => {
+          this.#index.remove({ kind, ...objectName(object) });
+          this.#indexChanged();
+        },
       });
     }
     this.#watching = true;
@@ -245,6 +259,7 @@ export class Watcher {
     this.#queue.clear();
     for (const reflector of this.#reflectors) reflector.stop();
     this.#namespaceReflector?.stop();
+    for (const list of this.#namespaceLists) list.stop();
     await this.#leader.stop();
   }
 
@@ -278,6 +293,10 @@ export class Watcher {
     this.#log.info({ labelSelector: selector }, 'scope');
     this.#scopeSelector = selector;
     this.#namespaceReflector?.stop();
+    // Out-of-scope workloads were not indexed: the new scope's namespaces are compared with this one
+    // once listed, and the ones that joined are listed.
+    this.#previousScope = this.#scopeListed ? new Set(this.#scope) : new Set();
+    this.#scopeListed = false;
     this.#scope.clear();
     this.#namespaceReflector = this.#listWatch({
       path: '/api/v1/namespaces',
@@ -287,11 +306,16 @@ export class Watcher {
     }, {
       upsert: (object) => {
         const name = asString(asObject(object['metadata'])?.['name']);
-        if (name) this.#scope.add(name);
+        if (!name || this.#scope.has(name)) return;
+        this.#scope.add(name);
+        if (this.#scopeListed) this.#listWorkloadsOf(name);
       },
       remove: (object) => {
         const name = asString(asObject(object['metadata'])?.['name']);
-        if (name) this.#scope.delete(name);
+        if (!name) return;
+        this.#scope.delete(name);
+        if (this.#scopeListed) this.#index.retain((namespace) => namespace !== name);
+        this.#indexChanged();
       },
       synced: () => this.#namespacesListed(),
     });
@@ -304,6 +328,12 @@ export class Watcher {
    * workload is checked again.
    */
   #namespacesListed(): void {
+    this.#scopeListed = true;
+    this.#index.retain((namespace) => this.#scope.has(namespace));
+    this.#indexChanged();
+    if (this.#previousScope.size > 0) {
+      for (const namespace of this.#scope) if (!this.#previousScope.has(namespace)) this.#listWorkloadsOf(namespace);
+    }
     if (!this.#synced) this.#maybeSynced();
     else if (this.#leader.leading) this.#checkAll('scope');
   }
@@ -358,9 +388,46 @@ export class Watcher {
    * first (separate watch streams), nobody consumed it then, so the workload is checked once more.
    */
   #onWorkload(kind: WorkloadKind, object: JsonObject): void {
+    if (this.#scopeListed && !this.#scope.has(objectName(object).namespace)) {
+      // Out of scope: costs nothing (it may have just left the scope, or been listed before).
+      this.#index.remove({ kind, ...objectName(object) });
+      this.#indexChanged();
+      return;
+    }
     const indexed = this.#index.upsert(kind, object);
+    this.#indexChanged();
     if (!indexed || indexed.added.length === 0 || !this.#synced || !indexed.workload.hasChecksum || !this.#scope.has(indexed.workload.namespace)) return;
     this.#queue.add(workloadKey(indexed.workload), { ref: indexed.workload, configMaps: new Set(indexed.added), failures: 0, since: performance.now() });
+  }
+
+  /**
+   * A namespace joined the scope: its workloads were not indexed (out of scope until now), so they are
+   * listed once, with the reflector's paging and retries, and each list stops once it has listed. The
+   * cluster-wide watch meanwhile indexes their changes: a listed object already indexed is older or the
+   * same, and is left alone.
+   */
+  #listWorkloadsOf(namespace: string): void {
+    for (const kind of WORKLOAD_KINDS) {
+      const list: ListWatch = this.#listWatch({
+        path: `/apis/apps/v1/namespaces/${namespace}/${WORKLOAD_RESOURCES[kind]}`,
+        onError: (error) => this.#error(`list-${WORKLOAD_RESOURCES[kind]}`, error),
+      }, {
+        upsert: (object) => {
+          if (this.#scope.has(namespace) && !this.#index.has({ kind, ...objectName(object) })) this.#onWorkload(kind, object);
+        },
+        remove: () => undefined,
+        synced: () => {
+          list.stop();
+          this.#namespaceLists.delete(list);
+        },
+      });
+      this.#namespaceLists.add(list);
+      list.start();
+    }
+  }
+
+  #indexChanged(): void {
+    this.#metrics.watchWorkloads.set(this.#index.size);
   }
 
   #onConfigMapDeleted(object: JsonObject): void {

@@ -439,9 +439,46 @@ describe('watcher', () => {
       assert.equal(second.options.labelSelector, 'team=b');
       second.handlers.upsert({ metadata: { name: 'team-b' } });
       second.sync();
+      // team-b's workloads were out of scope, so not indexed: they are listed now, once.
+      const list = cluster.watch('/apis/apps/v1/namespaces/team-b/deployments');
+      for (const object of cluster.workloads.values()) list.handlers.upsert(object);
+      list.sync();
+      assert.ok(list.stopped, 'the one-off list stops once it has listed');
       cluster.setConfigMap('app', { level: 'debug' }, 'team-b');
       await eventually('the rollout in the namespace now in scope', () => cluster.events.length === 1);
       assert.equal(cluster.events[0]!.ref.namespace, 'team-b');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('only workloads in scope are indexed: one outside costs nothing; a namespace that joins has its workloads listed once, one that leaves is dropped', async () => {
+    const cluster = new FakeCluster();
+    // (The fake reads ConfigMaps by name whatever the namespace: each namespace has its own name here.)
+    cluster.configMaps.set('app', { level: 'info' });
+    cluster.configMaps.set('other', { level: 'info' });
+    await cluster.deployment('inside', ['app']);
+    await cluster.deployment('outside', ['other'], { namespace: 'elsewhere' });
+    const watcher = await startedWatcher(cluster, { inScope: [NS] });
+    const indexed = async (): Promise<number> => (await cluster.metrics.watchWorkloads.get()).values[0]!.value;
+    try {
+      assert.equal(await indexed(), 1, 'the workload outside the scope was dropped once the scope was listed');
+      cluster.watch('/apis/apps/v1/deployments').handlers.upsert(cluster.workloads.get(workloadKey({ kind: 'Deployment', namespace: 'elsewhere', name: 'outside' }))!);
+      assert.equal(await indexed(), 1, 'and its updates are not indexed');
+
+      const namespaces = cluster.watch('/api/v1/namespaces');
+      namespaces.handlers.upsert({ metadata: { name: 'elsewhere' } });
+      const lists = ['deployments', 'statefulsets', 'daemonsets'].map((resource) => cluster.watch(`/apis/apps/v1/namespaces/elsewhere/${resource}`));
+      lists[0]!.handlers.upsert(cluster.workloads.get(workloadKey({ kind: 'Deployment', namespace: 'elsewhere', name: 'outside' }))!);
+      for (const list of lists) list.sync();
+      assert.ok(lists.every((list) => list.stopped), 'each one-off list stops once it has listed');
+      assert.equal(await indexed(), 2, 'the joining namespace\'s workload is indexed');
+      cluster.setConfigMap('other', { level: 'debug' }, 'elsewhere');
+      await eventually('the rollout in the joining namespace', () => cluster.events.length === 1);
+      assert.equal(cluster.events[0]!.ref.name, 'outside', JSON.stringify(cluster.events));
+
+      namespaces.handlers.remove({ metadata: { name: 'elsewhere' } });
+      assert.equal(await indexed(), 1, 'a namespace that leaves the scope takes its workloads out of the index');
     } finally {
       await watcher.stop();
     }
