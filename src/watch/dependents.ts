@@ -10,8 +10,8 @@ import { metadataString, workloadKey, workloadParts, type WorkloadKind, type Wor
 
 export interface IndexedWorkload extends WorkloadRef {
   readonly uses: readonly ConfigMapUse[];
-  /** Whether the pod template carries a checksum: workloads without one are never rolled by the watcher. */
-  readonly hasChecksum: boolean;
+  /** The pod template's checksum: workloads without one are never rolled by the watcher. */
+  readonly checksum: string | undefined;
 }
 
 export function configMapKey(namespace: string, name: string): string {
@@ -43,9 +43,9 @@ export class DependencyIndex {
     // meet ConfigMap `b` of namespace `x/a` under one key).
     const uses = planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation).uses.filter((use) => isConfigMapName(use.name));
     if (uses.length === 0) return undefined;
-    const hasChecksum = readAnnotation(object, TEMPLATE_METADATA, this.#checksumAnnotation) !== undefined;
+    const checksum = readAnnotation(object, TEMPLATE_METADATA, this.#checksumAnnotation);
     const key = workloadKey(ref);
-    const workload = { ...ref, uses, hasChecksum };
+    const workload = { ...ref, uses, checksum };
     this.#workloads.set(key, workload);
     for (const use of uses) {
       const cmKey = configMapKey(namespace, use.name);

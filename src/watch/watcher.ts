@@ -27,6 +27,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
 import { configMapKey, consumesAny, DependencyIndex } from './dependents.ts';
 import { changedKeys, digestConfigMap, KeySets, type KeyDigests } from './digests.ts';
+import { ListedChecksums } from './listed-checksums.ts';
 import type { LeaderOptions } from './leader.ts';
 import { CoalescingQueue, TokenBucket } from './queue.ts';
 import type { ReflectorHandlers, ReflectorOptions } from './reflector.ts';
@@ -170,7 +171,10 @@ export class Watcher {
   #notSyncedWarning: NodeJS.Timeout | undefined;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   #synced = false;
-  /** Set once start() has created every list/watch; before that, "all of them synced" means nothing. */
+  /** Checksums found up to date while the ConfigMaps were first listed; dropped after the first pass. */
+  #listedChecksums: ListedChecksums | undefined;
+  #configMapReflector: ListWatch | undefined;
+  /** Set once every list/watch is created (ConfigMaps after workloads); before that, "all of them synced" means nothing. */
   #watching = false;
   #stopped = false;
   #running = 0;
@@ -185,6 +189,7 @@ export class Watcher {
     this.#log = parts.logger.child({ component: 'watcher' });
     this.#metrics = parts.metrics;
     this.#index = new DependencyIndex(options.checksumAnnotation);
+    this.#listedChecksums = new ListedChecksums(this.#index);
     this.#bucket = new TokenBucket(options.rolloutRatePerSecond, options.rolloutBurst);
     this.#queue = new CoalescingQueue<Trigger>(
       options.coalesceWindowMs,
@@ -224,10 +229,9 @@ export class Watcher {
     this.#notSyncedWarning = this.#clock.setTimeout(() => this.#log.warn({ scopeKnown: this.#scopeSelector !== undefined, listed: this.#reflectors.filter((reflector) => reflector.synced).length, lists: this.#reflectors.length }, 'watches not synced after 60 s; no ConfigMap change is rolled until they are'), NOT_SYNCED_WARNING_MS);
     await this.#refreshScope();
     this.#scopeTimer = this.#clock.setInterval(() => void this.#refreshScope(), SCOPE_REFRESH_MS);
-    this.#watch('configmaps', '/api/v1/configmaps', {
-      upsert: (object) => this.#onConfigMap(object),
-      remove: (object) => this.#onConfigMapDeleted(object),
-    });
+    // Workloads first, then ConfigMaps: while the ConfigMaps are listed, the index knows who consumes them,
+    // and the start-up pass learns which workloads are up to date without reading anything (listed-checksums.ts).
+    let workloadsListed = 0;
     for (const kind of WORKLOAD_KINDS) {
       this.#watch(WORKLOAD_RESOURCES[kind], `/apis/apps/v1/${WORKLOAD_RESOURCES[kind]}`, {
         upsert: (object) => this.#onWorkload(kind, object),
@@ -235,9 +239,10 @@ export class Watcher {
           this.#index.remove({ kind, ...objectName(object) });
           this.#indexChanged();
         },
+      }, () => {
+        if (++workloadsListed === WORKLOAD_KINDS.length) this.#watchConfigMaps();
       });
     }
-    this.#watching = true;
     this.#maybeSynced();
     this.#leader.start();
     if (this.#options.resyncMinutes > 0) {
@@ -263,12 +268,28 @@ export class Watcher {
     await this.#leader.stop();
   }
 
-  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }): ListWatch {
+  #watchConfigMaps(): void {
+    if (this.#stopped) return;
+    this.#configMapReflector = this.#watch('configmaps', '/api/v1/configmaps', {
+      upsert: (object) => this.#onConfigMap(object),
+      remove: (object) => this.#onConfigMapDeleted(object),
+    }, () => this.#listedChecksums?.finish());
+    this.#watching = true;
+  }
+
+  /** A list/watch of `path`; `listed` runs once its first list is complete, before the sync is checked. */
+  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }, listed?: () => void): ListWatch {
     const reflector = this.#listWatch({
       path,
       onRestart: (reason) => this.#metrics.watchRestarts.inc({ resource, reason }),
       onError: (error) => this.#error(`watch-${resource}`, error),
-    }, { ...handlers, synced: () => this.#maybeSynced() });
+    }, {
+      ...handlers,
+      synced: () => {
+        listed?.();
+        this.#maybeSynced();
+      },
+    });
     this.#reflectors.push(reflector);
     reflector.start();
     return reflector;
@@ -356,13 +377,22 @@ export class Watcher {
    * and every --resync-minutes (catches what an event missed; costs what the start-up pass costs).
    */
   #checkAll(pass: Pass): void {
+    // The first pass after start skips what the ConfigMap list already showed up to date, then forgets it.
+    const listed = this.#listedChecksums;
+    this.#listedChecksums = undefined;
     let queued = 0;
+    let upToDateWhenListed = 0;
     for (const workload of this.#index.workloads()) {
-      if (!workload.hasChecksum || !this.#scope.has(workload.namespace)) continue;
+      if (workload.checksum === undefined || !this.#scope.has(workload.namespace)) continue;
+      if (listed?.upToDate(workload)) {
+        upToDateWhenListed++;
+        continue;
+      }
       this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), failures: 0, since: performance.now(), pass }, 0);
       queued++;
     }
-    this.#log.info({ workloads: queued, pass }, 'checking annotated workloads');
+    listed?.clear();
+    this.#log.info({ workloads: queued, upToDateWhenListed, pass }, 'checking annotated workloads');
   }
 
   #onConfigMap(object: JsonObject): void {
@@ -371,6 +401,7 @@ export class Watcher {
     const after = digestConfigMap(object, this.#keySets);
     const before = this.#digests.get(key);
     this.#digests.set(key, after);
+    this.#configMapSeen(object, namespace, name);
     if (!this.#synced) return;
     if (!before) this.#metrics.watchConfigMaps.set(this.#digests.size);
     if (!this.#scope.has(namespace)) return;
@@ -396,7 +427,7 @@ export class Watcher {
     }
     const indexed = this.#index.upsert(kind, object);
     this.#indexChanged();
-    if (!indexed || indexed.added.length === 0 || !this.#synced || !indexed.workload.hasChecksum || !this.#scope.has(indexed.workload.namespace)) return;
+    if (!indexed || indexed.added.length === 0 || !this.#synced || indexed.workload.checksum === undefined || !this.#scope.has(indexed.workload.namespace)) return;
     this.#queue.add(workloadKey(indexed.workload), { ref: indexed.workload, configMaps: new Set(indexed.added), failures: 0, since: performance.now() });
   }
 
@@ -430,15 +461,22 @@ export class Watcher {
     this.#metrics.watchWorkloads.set(this.#index.size);
   }
 
+  /** While the ConfigMaps are first listed, each feeds the listed checksums; later, a change spoils its consumers'. */
+  #configMapSeen(object: JsonObject | undefined, namespace: string, name: string): void {
+    if (object && this.#configMapReflector?.synced === false) this.#listedChecksums?.listed(object, namespace, name);
+    else this.#listedChecksums?.changed(namespace, name);
+  }
+
   #onConfigMapDeleted(object: JsonObject): void {
     const { namespace, name } = objectName(object);
+    this.#configMapSeen(undefined, namespace, name);
     this.#digests.delete(configMapKey(namespace, name));
     this.#metrics.watchConfigMaps.set(this.#digests.size);
     if (!this.#synced || !this.#scope.has(namespace)) return;
     for (const { workload, use } of this.#index.consumersOf(namespace, name)) {
       this.#skip('configmap-deleted');
       // New pods of a workload whose required ConfigMap is gone could not start: warn, never roll.
-      const warn = use.required && workload.hasChecksum && this.#leader.leading;
+      const warn = use.required && workload.checksum !== undefined && this.#leader.leading;
       if (warn) void this.#event(workload, 'Warning', 'ConfigMapDeleted', `ConfigMap ${name} was deleted; not rolling out (new pods could not start until it exists again)`);
     }
   }

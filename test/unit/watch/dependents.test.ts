@@ -17,11 +17,11 @@ test('indexes consumers with the keys they use, and forgets them', () => {
   const consumers = index.consumersOf('ns', 'cm');
   assert.equal(consumers.length, 2);
   const keyed = consumers.find((c) => c.workload.name === 'keys')!;
-  assert.equal(keyed.workload.hasChecksum, true);
+  assert.equal(keyed.workload.checksum, 'x');
   assert.equal(consumesAny(keyed.use, new Set(['b'])), false);
   assert.equal(consumesAny(keyed.use, new Set(['a'])), true);
   const all = consumers.find((c) => c.workload.name === 'all')!;
-  assert.equal(all.workload.hasChecksum, false);
+  assert.equal(all.workload.checksum, undefined);
   assert.equal(consumesAny(all.use, new Set(['anything'])), true);
 
   index.remove({ kind: 'Deployment', namespace: 'ns', name: 'keys' });

@@ -104,7 +104,11 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
     return data ? { state: 'found', data, binaryData: undefined } : { state: 'missing' };
   }
 
+  /** Workloads read by name (each read of the watcher's checks). */
+  readonly workloadReads: string[] = [];
+
   async getWorkload(ref: WorkloadRef): Promise<JsonObject | undefined> {
+    this.workloadReads.push(ref.name);
     const stored = this.workloads.get(workloadKey(ref));
     return stored && structuredClone(stored);
   }
@@ -205,10 +209,12 @@ async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean
   const watcher = newWatcher(cluster, options.resyncMinutes === undefined ? {} : { resyncMinutes: options.resyncMinutes });
   await watcher.start();
   for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
-  for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
   for (const object of cluster.workloads.values()) cluster.watch('/apis/apps/v1/deployments').handlers.upsert(object);
   if (options.leading !== false) cluster.leadership!.set(true);
-  for (const listWatch of cluster.listWatches) listWatch.sync();
+  // Workloads are listed first; the ConfigMaps' list/watch starts once they are.
+  for (const listWatch of [...cluster.listWatches]) listWatch.sync();
+  for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
+  cluster.watch('/api/v1/configmaps').sync();
   assert.ok(watcher.synced, 'synced once every list/watch listed');
   return watcher;
 }
@@ -321,6 +327,24 @@ describe('watcher', () => {
     }
   });
 
+  test('the start-up pass reads only what the ConfigMap list did not show up to date', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    cluster.configMaps.set('other', { level: 'info' });
+    await cluster.deployment('current', ['app']);
+    await cluster.deployment('stale', ['other']);
+    cluster.configMaps.set('other', { level: 'changed while no watcher ran' });
+    const watcher = await startedWatcher(cluster);
+    try {
+      await eventually('the stale workload rolled', () => cluster.events.length === 1);
+      assert.equal(cluster.events[0]!.ref.name, 'stale');
+      await sleep(WINDOW_MS * 5);
+      assert.ok(!cluster.workloadReads.includes('current'), `the up-to-date workload was not read: ${JSON.stringify(cluster.workloadReads)}`);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
   test('only the leader asks; a new leader brings every stale annotated workload up to date, and none without a checksum', async () => {
     const cluster = new FakeCluster();
     cluster.configMaps.set('app', { level: 'info' });
@@ -388,10 +412,11 @@ describe('watcher', () => {
     try {
       await watcher.start();
       assert.throws(() => cluster.watch('/api/v1/namespaces'), /a list\/watch of/, 'no scope yet');
-      cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject('app', cluster.configMaps.get('app')!));
       cluster.watch('/apis/apps/v1/deployments').handlers.upsert(cluster.workloads.values().next().value!);
       cluster.leadership!.set(true);
-      for (const listWatch of cluster.listWatches) listWatch.sync();
+      for (const listWatch of [...cluster.listWatches]) listWatch.sync();
+      cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject('app', cluster.configMaps.get('app')!));
+      cluster.watch('/api/v1/configmaps').sync();
       assert.equal(watcher.synced, false, 'every list/watch listed, but the scope is unknown');
       assert.equal((await cluster.metrics.watchSynced.get()).values[0]?.value, 0, 'config_checksum_watch_synced says so');
       await eventually('the scope to be read again (retried every 2 s, 20 ms on the fast clock)', () => cluster.listWatches.some((lw) => lw.options.path === '/api/v1/namespaces'), 5_000);
