@@ -3,7 +3,6 @@
 
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { ApiConfigMapReader, type ConfigMapReader } from './kube/configmaps.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
 import { certificatesApi } from './kube/certificates-api.ts';
@@ -58,7 +57,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
   const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls, drainSeconds: config.drainSeconds });
   serveCertificate = (pair) => void server.setCertificate(pair);
-  const watcher = config.watch ? createWatcher(config, { http, kubeConfig, reader, logger, metrics }) : undefined;
+  const watcher = config.watch ? createWatcher(config, { http, reader, logger, metrics }) : undefined;
   await watcher?.start();
   logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, watch: config.watch }, 'webhook started');
   return {
@@ -76,9 +75,9 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
 }
 
 /** The watcher on the real parts: API calls over `http`, list/watch reflectors, a Lease elector. */
-function createWatcher(config: Config, parts: { http: KubeHttp; kubeConfig: KubeConfig; reader: ConfigMapReader; logger: Logger; metrics: Metrics }): Watcher {
-  const { http, kubeConfig, reader, logger, metrics } = parts;
-  const watches = watchSource(kubeConfig);
+function createWatcher(config: Config, parts: { http: KubeHttp; reader: ConfigMapReader; logger: Logger; metrics: Metrics }): Watcher {
+  const { http, reader, logger, metrics } = parts;
+  const watches = watchSource(http);
   return new Watcher({
     api: watcherApi(http),
     reader,

@@ -8,6 +8,8 @@ export interface Deadline {
   clear(): void;
   /** Aborts now (the work is abandoned), before the deadline. */
   cancel(): void;
+  /** Starts the full time again from now: an inactivity timeout restarts it at each sign of progress. */
+  restart(): void;
 }
 
 /** Aborts after `timeoutMs` with a TimeoutError (as AbortSignal.timeout does), or as soon as `outer` aborts. */
@@ -27,6 +29,9 @@ export function startDeadline(timeoutMs: number, outer?: AbortSignal): Deadline 
     },
     cancel() {
       controller.abort(new DOMException('the work was abandoned', 'AbortError'));
+    },
+    restart() {
+      timer.refresh();
     },
   };
 }

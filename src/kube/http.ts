@@ -9,7 +9,7 @@ import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { FIELD_MANAGER, USER_AGENT } from '../product.ts';
 import { OperationalError } from '../util/errors.ts';
-import { startDeadline } from './deadline.ts';
+import { startDeadline, type Deadline } from './deadline.ts';
 
 export interface KubeResponse {
   readonly status: number;
@@ -26,13 +26,34 @@ export interface RequestOptions {
   readonly contentType?: string;
 }
 
+export interface StreamOptions {
+  /** Closes the stream; reading it then fails with the signal's reason. */
+  readonly signal?: AbortSignal;
+  /** The stream fails with a TimeoutError once no byte has arrived for this long. */
+  readonly idleTimeoutMs: number;
+}
+
+/** A response whose body has not been read yet: read it piece by piece, or discard it. */
+export interface KubeStream {
+  readonly status: number;
+  /**
+   * Hands each piece of the body to `onChunk` as it arrives. Resolves at the end of the body; rejects with
+   * the first failure: the connection's error, a TimeoutError after the inactivity timeout, the signal's
+   * reason after an abort, or what `onChunk` threw (the connection is closed then).
+   */
+  read(onChunk: (chunk: Buffer) => void): Promise<void>;
+  /** Closes the connection without reading the body (an answer the caller turns into an error). */
+  discard(): void;
+}
+
 // Credentials can rotate (projected service-account tokens are re-read from file); refresh them this often.
 const CREDENTIAL_REFRESH_MS = 60_000;
 // No call may hang forever on a black-holed connection (TCP would give up only after ~15 minutes).
 export const DEFAULT_TIMEOUT_MS = 10_000;
 // Connections to the API server at once: 10 reviews in flight with 3 reads each, plus the watcher's calls.
 const MAX_SOCKETS = 32;
-// Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them.
+// Responses larger than this are not ConfigMaps we hash (1 MiB each) nor workloads; refuse to buffer them,
+// and, in a stream, any one object (a LIST item, a watch event) that large.
 export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
 // Verbs that write: the API server records their field manager in managedFields.
@@ -46,6 +67,8 @@ export class KubeHttp {
   readonly #pathPrefix: string;
   readonly #kubeConfig: KubeConfig;
   readonly #agent: https.Agent;
+  /** Streams hold their connection (a watch up to 5 minutes): apart, they never take the pool's sockets. */
+  readonly #streamAgent: https.Agent;
   #options: Promise<https.RequestOptions> | undefined;
   #optionsAt = 0;
 
@@ -61,53 +84,73 @@ export class KubeHttp {
     // the webhook's CPU at 500 reviews/s with live reads; live saturation went from 230 to 637 reviews/s,
     // in the benchmarks' analysis.md).
     this.#agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS });
+    this.#streamAgent = new https.Agent({ keepAlive: true });
   }
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<KubeResponse> {
     const base = await this.#credentials();
     const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
     const deadline = startDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal);
-    const { signal } = deadline;
+    const headers = payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {};
     const pending = new Promise<KubeResponse>((resolve, reject) => {
-      const request = https.request(
-        {
-          ...base,
-          agent: this.#agent,
-          method,
-          host: this.#host,
-          port: this.server.port || 443,
-          path: this.#pathPrefix + (WRITE_METHODS.has(method) ? withFieldManager(path) : path),
-          signal,
-          headers: {
-            ...base.headers,
-            accept: 'application/json',
-            'user-agent': USER_AGENT,
-            ...(payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {}),
-          },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          response.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) response.destroy(new ResponseTooLargeError(`response larger than ${MAX_RESPONSE_BYTES} bytes`));
-            else chunks.push(chunk);
-          });
-          response.on('error', reject);
-          response.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json: () => JSON.parse(text) as unknown });
-          });
-        },
-      );
+      const request = https.request(this.#requestOptions(base, { method, path, signal: deadline.signal, headers }, this.#agent), (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) response.destroy(new ResponseTooLargeError(`response larger than ${MAX_RESPONSE_BYTES} bytes`));
+          else chunks.push(chunk);
+        });
+        response.on('error', reject);
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json: () => JSON.parse(text) as unknown });
+        });
+      });
       request.on('error', reject);
       request.end(payload);
     });
     return pending.finally(() => deadline.clear());
   }
 
+  /**
+   * A GET whose body is read as it arrives (LIST pages, watches). Resolves once the status is known; the
+   * inactivity timeout runs from the request on and restarts with every piece of the body, so a connection
+   * that goes silent fails with a TimeoutError however long the stream has lasted.
+   */
+  async stream(path: string, options: StreamOptions): Promise<KubeStream> {
+    const base = await this.#credentials();
+    const deadline = startDeadline(options.idleTimeoutMs, options.signal);
+    return new Promise<KubeStream>((resolve, reject) => {
+      const request = https.request(this.#requestOptions(base, { method: 'GET', path, signal: deadline.signal, headers: {} }, this.#streamAgent), (response) => {
+        deadline.restart();
+        resolve(bodyStream(response, deadline));
+      });
+      request.on('error', (error) => {
+        deadline.clear();
+        reject(deadline.signal.aborted ? deadline.signal.reason : error);
+      });
+      request.end();
+    });
+  }
+
+  #requestOptions(base: https.RequestOptions, call: { method: string; path: string; signal: AbortSignal; headers: http.OutgoingHttpHeaders }, agent: https.Agent): https.RequestOptions {
+    const { method, path } = call;
+    return {
+      ...base,
+      agent,
+      method,
+      host: this.#host,
+      port: this.server.port || 443,
+      path: this.#pathPrefix + (WRITE_METHODS.has(method) ? withFieldManager(path) : path),
+      signal: call.signal,
+      headers: { ...base.headers, accept: 'application/json', 'user-agent': USER_AGENT, ...call.headers },
+    };
+  }
+
   close(): void {
     this.#agent.destroy();
+    this.#streamAgent.destroy();
   }
 
   #credentials(): Promise<https.RequestOptions> {
@@ -122,6 +165,49 @@ export class KubeHttp {
     }
     return this.#options;
   }
+}
+
+/** The body of `response` read through `deadline`, which is cleared once the body is done with. */
+function bodyStream(response: http.IncomingMessage, deadline: Deadline): KubeStream {
+  const { signal } = deadline;
+  let used = false;
+  return {
+    status: response.statusCode ?? 0,
+    read: (onChunk) => new Promise<void>((resolve, reject) => {
+      if (used) throw new Error('a response body can be read only once');
+      used = true;
+      let settled = false;
+      const settle = (error?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        deadline.clear();
+        signal.removeEventListener('abort', aborted);
+        if (error === undefined) return resolve();
+        response.destroy();
+        reject(error);
+      };
+      const aborted = (): void => settle(signal.reason);
+      if (signal.aborted) return aborted();
+      signal.addEventListener('abort', aborted, { once: true });
+      response.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        deadline.restart();
+        try {
+          onChunk(chunk);
+        } catch (error) {
+          settle(error);
+        }
+      });
+      response.on('end', () => settle());
+      response.on('error', (error) => settle(signal.aborted ? signal.reason : error));
+      response.on('close', () => settle(new OperationalError('the connection closed before the response ended')));
+    }),
+    discard: () => {
+      used = true;
+      deadline.clear();
+      response.destroy();
+    },
+  };
 }
 
 /** `path` with `fieldManager=config-checksum-webhook` added to its query. */
@@ -148,7 +234,7 @@ export class ApiError extends OperationalError {
   }
 }
 
-/** A response over MAX_RESPONSE_BYTES, dropped unread: a LIST asks again for fewer items (kube/list.ts). */
+/** A response, or one object of a stream, over MAX_RESPONSE_BYTES, dropped unread: a LIST asks again for fewer items (watch/reflector.ts). */
 export class ResponseTooLargeError extends OperationalError {
   override readonly name = 'ResponseTooLargeError';
 }

@@ -1,11 +1,11 @@
 // LIST then WATCH one resource, forever: paginated list, watch from the list's resourceVersion with
 // bookmarks, relist on 410 Gone (compaction), restart with capped exponential backoff and jitter on any
-// other failure. Handlers receive raw JSON objects; nothing is cached here beyond the keys that exist,
-// which a relist needs to notice objects deleted while no watch was open.
+// other failure. Handlers receive raw JSON objects, each as soon as it has arrived (a LIST page is never
+// held whole); nothing is kept here beyond the keys of the objects that exist, which a relist needs to
+// notice objects deleted while no watch was open.
 //
-// Pages come from kube/list.ts and the stream from kube/watch.ts (client-node's Watch, whose inactivity
-// timeout is the watchdog for a silently dead connection: a quiet watch is re-opened from the last
-// resourceVersion).
+// Pages come from kube/list.ts and the stream from kube/watch.ts (whose inactivity timeout is the watchdog
+// for a silently dead connection: a quiet watch is re-opened from the last resourceVersion).
 
 import { ResponseTooLargeError, type KubeHttp } from '../kube/http.ts';
 import { GoneError, listPage, nextPageLimit, PAGE_ITEMS, type ListPage } from '../kube/list.ts';
@@ -42,7 +42,8 @@ export class Reflector {
   readonly #watch: WatchSource;
   readonly #options: ReflectorOptions;
   readonly #handlers: ReflectorHandlers;
-  readonly #known = new Map<string, JsonObject>();
+  /** "namespace/name" of every object that exists, as far as the list and the watch have told. */
+  readonly #known = new Set<string>();
   #resourceVersion: string | undefined;
   #stopped = false;
   #abort: AbortController | undefined;
@@ -117,10 +118,10 @@ export class Reflector {
   async #list(): Promise<void> {
     const { seen, resourceVersion } = await this.#listPages();
     // Objects deleted while no watch was open: known before, absent from the fresh list.
-    for (const [key, object] of this.#known) {
+    for (const key of this.#known) {
       if (seen.has(key)) continue;
       this.#known.delete(key);
-      this.#handlers.remove(object);
+      this.#handlers.remove(keyObject(key));
     }
     this.#resourceVersion = resourceVersion;
     if (!this.#synced) {
@@ -129,7 +130,7 @@ export class Reflector {
     }
   }
 
-  /** Every page of the list, handed to the handlers as it arrives (a page is dropped once handled). */
+  /** Every page of the list, each object handed to the handlers as it arrives. */
   async #listPages(): Promise<{ seen: Set<string>; resourceVersion: string | undefined }> {
     const seen = new Set<string>();
     const maxItems = this.#options.pageSize ?? PAGE_ITEMS;
@@ -137,13 +138,13 @@ export class Reflector {
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     while (!this.#stopped) {
-      const page = await this.#page(limit, continueToken);
+      const page = await this.#page(limit, continueToken, seen);
       if (!page) {
-        // Over the response cap: the same page again with half as many objects.
+        // An object over the response cap: the same page again with half as many objects, so that the
+        // pages before it complete, and the page of that object alone fails (and the list with it).
         limit = Math.max(1, Math.floor(limit / 2));
         continue;
       }
-      for (const item of page.items) this.#listed(item, seen);
       limit = nextPageLimit(page, maxItems);
       continueToken = page.continueToken;
       resourceVersion = page.resourceVersion;
@@ -152,10 +153,10 @@ export class Reflector {
     return { seen, resourceVersion };
   }
 
-  /** One page; undefined when it was over the response cap and fewer objects can still be asked for. */
-  async #page(limit: number, continueToken: string | undefined): Promise<ListPage | undefined> {
+  /** One page; undefined when an object was over the response cap and fewer objects can still be asked for. */
+  async #page(limit: number, continueToken: string | undefined, seen: Set<string>): Promise<ListPage | undefined> {
     try {
-      return await listPage(this.#http, this.#options.path, { limit, labelSelector: this.#options.labelSelector, continueToken });
+      return await listPage(this.#http, this.#options.path, { limit, labelSelector: this.#options.labelSelector, continueToken }, (item) => this.#listed(item, seen));
     } catch (error) {
       if (error instanceof ResponseTooLargeError && limit > 1) return undefined;
       throw error;
@@ -167,7 +168,7 @@ export class Reflector {
     const key = object && objectKey(object);
     if (!object || !key) return;
     seen.add(key);
-    this.#known.set(key, keyOnly(object));
+    this.#known.add(key);
     this.#handlers.upsert(object);
   }
 
@@ -215,7 +216,7 @@ export class Reflector {
             this.#known.delete(key);
             this.#handlers.remove(item);
           } else {
-            this.#known.set(key, keyOnly(item));
+            this.#known.add(key);
             this.#handlers.upsert(item);
           }
         }, (error: unknown) => finish(error))
@@ -244,8 +245,10 @@ function objectKey(object: JsonObject): string | undefined {
   return `${asString(metadata?.['namespace']) ?? ''}/${name}`;
 }
 
-/** What a remove handler needs to identify an object deleted during a gap: its name and namespace. */
-function keyOnly(object: JsonObject): JsonObject {
-  const metadata = asObject(object['metadata']);
-  return { metadata: { name: metadata?.['name'], namespace: metadata?.['namespace'] } };
+/** What a remove handler needs to identify an object deleted during a gap, from its key: name and namespace. */
+function keyObject(key: string): JsonObject {
+  // Namespaces never contain a slash: the first one separates the namespace ('' when cluster-scoped).
+  const slash = key.indexOf('/');
+  const namespace = key.slice(0, slash);
+  return { metadata: { name: key.slice(slash + 1), ...(namespace ? { namespace } : {}) } };
 }

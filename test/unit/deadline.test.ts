@@ -1,5 +1,5 @@
-// startDeadline (src/kube/deadline.ts): fires as a TimeoutError, follows an outer signal, and leaves
-// nothing behind once cleared.
+// startDeadline (src/kube/deadline.ts): fires as a TimeoutError, follows an outer signal, leaves
+// nothing behind once cleared, and restarts its full time on demand (an inactivity timeout).
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,5 +38,17 @@ describe('startDeadline', () => {
     const deadline = startDeadline(10_000, AbortSignal.abort(new Error('already')));
     assert.equal(deadline.signal.aborted, true);
     deadline.clear();
+  });
+
+  test('restart() gives the full time again from now: restarted more often than the time, it never fires', async () => {
+    const deadline = startDeadline(60);
+    for (let step = 0; step < 6; step++) {
+      await sleep(25);
+      deadline.restart();
+    }
+    assert.equal(deadline.signal.aborted, false, '150 ms with a restart every 25 ms');
+    await sleep(120);
+    assert.equal(deadline.signal.aborted, true, 'without restarts it fires');
+    assert.equal((deadline.signal.reason as Error).name, 'TimeoutError');
   });
 });

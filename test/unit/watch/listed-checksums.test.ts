@@ -17,7 +17,7 @@ type Cluster = Map<string, Map<string, Data>>;
 const SETTINGS = { checksumAnnotation: 'checksum/config', maxConfigMaps: 64, configMapReadTimeoutMs: 1000 };
 
 /** A Deployment of `namespace` consuming `uses` (name, and keys when not all), with the checksum the webhook gives it over `cluster`. */
-async function admitted(cluster: Cluster, namespace: string, name: string, uses: ReadonlyArray<{ name: string; keys?: string[]; optional?: boolean }>): Promise<JsonObject> {
+async function admitted(cluster: Cluster, namespace: string, name: string, uses: ReadonlyArray<{ name: string; keys?: string[]; optional?: boolean }>): Promise<Record<string, any>> {
   const object: Record<string, any> = {
     metadata: { name, namespace },
     spec: {
@@ -62,8 +62,8 @@ function workload(index: DependencyIndex, name: string) {
 
 test('up to date when listed: the checksum from the listed data equals the one the workload carries; keys, missing optional ConfigMaps and namespaces are respected', async () => {
   const cluster: Cluster = new Map([
-    ['a', new Map([['app', { level: 'info', other: 'x' }], ['env', { A: '1' }]])],
-    ['b', new Map([['app', { level: 'debug' }]])],
+    ['a', new Map<string, Data>([['app', { level: 'info', other: 'x' }], ['env', { A: '1' }]])],
+    ['b', new Map<string, Data>([['app', { level: 'debug' }]])],
   ]);
   const objects = [
     await admitted(cluster, 'a', 'whole', [{ name: 'app' }, { name: 'env' }]),
