@@ -1,7 +1,8 @@
 // RESULTS.md from a results file: the machine, the goals of the issue with their measured figures (median
-// and min-max of the repetitions) and a verdict, then every scenario's figures with their ratio to their
-// floor. The hand-written analysis of the committed run (what limits each miss) is test/bench/analysis.md,
-// included as it is.
+// and min-max of the repetitions) and a verdict, the goals set against the peers (Reloader, Wave) beside
+// their reference figures, then every scenario's figures with their ratio to their floor. The
+// hand-written analysis of the committed run (what limits each miss) is test/bench/analysis.md, included
+// as it is.
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,9 @@ import type { ApiLatencyResult } from './scenarios/api-latency.ts';
 import type { ReactionResult } from './scenarios/reaction.ts';
 import type { FanoutResult } from './scenarios/fanout.ts';
 import type { ScaleResult } from './scenarios/scale.ts';
+import type { SizeMixResult } from './scenarios/size-mix.ts';
+import type { IdleResult } from './scenarios/idle.ts';
+import type { BurstResult } from './scenarios/bursts.ts';
 
 export interface BenchResults {
   meta: {
@@ -28,15 +32,17 @@ export interface BenchResults {
     placement: string;
   };
   scenarios: {
+    idle?: IdleResult & Seconds;
     webhook?: WebhookLoadResult & Seconds;
     api?: ApiLatencyResult & Seconds;
-    reaction?: { fast: ReactionResult; shipped?: ReactionResult } & Seconds;
+    reaction?: ReactionResults & Seconds;
     fanout?: FanoutResult & Seconds;
-    scale?: ScaleResult & Seconds;
+    scale?: ScaleResult & { sizeMix?: SizeMixResult | { failed: string } } & Seconds;
   };
 }
 
 type Seconds = { seconds?: number; failed?: string };
+type ReactionResults = { fast: ReactionResult; shipped?: ReactionResult; bursts?: BurstResult };
 
 interface Goal {
   readonly scenario: string;
@@ -44,10 +50,20 @@ interface Goal {
   readonly figure: string;
   readonly measured: Spread | undefined;
   readonly unit: string;
-  /** Met when the median is at most (or at least) this. */
-  readonly limit: number;
+  /** Met when the median is at most (or at least, or exactly) this; none: the figure is reported only. */
+  readonly limit?: number;
   readonly atLeast?: boolean;
+  readonly exactly?: boolean;
 }
+
+/** A goal set against the peers, with their reference figures and this project's when the goal was set. */
+interface PeerGoal extends Goal {
+  readonly reloader: string;
+  readonly wave: string;
+  readonly before: string;
+}
+
+const PEER_REFERENCE = 'measured reference values, 2026-11, same control plane v1.36.3, 2-core machine';
 
 const BENCH_DIR = import.meta.dirname;
 
@@ -88,21 +104,18 @@ export function renderReport(results: BenchResults, jsonPath: string): string {
   line('| Scenario | Goal | Figure | Measured | Ratio to limit | Verdict |');
   line('|---|---|---|---|---|---|');
   for (const goal of goals) {
-    if (!goal.measured || !Number.isFinite(goal.measured.median)) {
-      line(`| ${goal.scenario} | ${goal.goal} | ${goal.figure} | not measured | | **not measured** |`);
-      continue;
-    }
-    const met = goal.atLeast ? goal.measured.median >= goal.limit : goal.measured.median <= goal.limit;
-    const repetitionsMet = goal.measured.values.filter((value) => (goal.atLeast ? value >= goal.limit : value <= goal.limit)).length;
-    line(`| ${goal.scenario} | ${goal.goal} | ${goal.figure} | ${fmtSpread(goal.measured, goal.unit)} | ${fmtSpread(scaleSpread(goal.measured, 1 / goal.limit), '')} | ${met ? 'met' : '**missed**'} (${repetitionsMet}/${goal.measured.values.length} repetitions) |`);
+    const judged = judge(goal);
+    line(`| ${goal.scenario} | ${goal.goal} | ${goal.figure} | ${judged.measured} | ${judged.ratio} | ${judged.verdict} |`);
   }
   line();
-
+  renderPeerGoals(line, results);
   if (scenarios.webhook) renderWebhook(line, scenarios.webhook);
   if (scenarios.api) renderApi(line, scenarios.api);
   if (scenarios.reaction) renderReaction(line, scenarios.reaction);
   if (scenarios.fanout) renderFanout(line, scenarios.fanout);
   if (scenarios.scale) renderScale(line, scenarios.scale);
+  if (scenarios.scale?.sizeMix) renderSizeMix(line, scenarios.scale.sizeMix);
+  if (scenarios.idle) renderIdle(line, scenarios.idle);
 
   const analysis = path.join(BENCH_DIR, 'analysis.md');
   if (existsSync(analysis) && meta.mode === 'full') {
@@ -126,7 +139,7 @@ function collectGoals(results: BenchResults): Goal[] {
     { scenario: '3 reaction', goal: 'update to patch p99 under 1 s beyond the coalescing window', figure: `p99 to patch - window (${reaction?.fast?.options.windowMs ?? '?'} ms)`, measured: reaction?.fast?.figures?.beyondWindowP99Ms, unit: 'ms', limit: 1000 },
   );
   if (reaction?.shipped) {
-    goals.push({ scenario: '3 reaction', goal: 'same, shipped 5 s window', figure: `p99 to patch - window (${reaction.shipped.options.windowMs} ms)`, measured: reaction.shipped.figures.beyondWindowP99Ms, unit: 'ms', limit: 1000 });
+    goals.push({ scenario: '3 reaction', goal: 'same, shipped defaults', figure: `p99 to patch - window (${reaction.shipped.options.windowMs} ms)`, measured: reaction.shipped.figures.beyondWindowP99Ms, unit: 'ms', limit: 1000 });
   }
   for (const phase of fanout?.phases ?? []) {
     goals.push(
@@ -141,6 +154,61 @@ function collectGoals(results: BenchResults): Goal[] {
     { scenario: '5 scale', goal: 'ready in under 30 s', figure: 'spawn to "watches synced"', measured: shipped ? scaleSpread(shipped.readyMs, 1 / 1000) : undefined, unit: 's', limit: 30 },
   );
   return goals;
+}
+
+/** The measured figure, its ratio to the limit and the verdict, as the goal tables print them. */
+function judge(goal: Goal): { measured: string; ratio: string; verdict: string } {
+  if (!goal.measured || !Number.isFinite(goal.measured.median)) return { measured: 'not measured', ratio: '', verdict: '**not measured**' };
+  const measured = fmtSpread(goal.measured, goal.unit, goal.exactly ? 0 : undefined);
+  if (goal.limit === undefined) return { measured, ratio: '', verdict: 'reported' };
+  const limit = goal.limit;
+  const meets = (value: number): boolean => (goal.exactly ? value === limit : goal.atLeast ? value >= limit : value <= limit);
+  const repetitionsMet = goal.measured.values.filter((value) => Number.isFinite(value) && meets(value)).length;
+  const ratio = goal.exactly ? '' : fmtSpread(scaleSpread(goal.measured, 1 / limit), '');
+  return { measured, ratio, verdict: `${meets(goal.measured.median) ? 'met' : '**missed**'} (${repetitionsMet}/${goal.measured.values.length} repetitions)` };
+}
+
+function renderPeerGoals(line: (text?: string) => void, results: BenchResults): void {
+  line('## Performance against the peers');
+  line();
+  line(`The goals set against the two projects users compare this one with: stakater/Reloader (built from master) and wave-k8s/wave (master, controller mode). Their figures are ${PEER_REFERENCE}; "this project before" is this project's figure when the goals were set. Memory is the resident set read from \`/proc/<pid>/status\` (VmRSS), CPU is utime + stime from \`/proc/<pid>/stat\`. Each verdict is on the median of the repetitions, as above.`);
+  line();
+  line('| Scenario | Goal | Figure | Measured | Limit | Verdict | Reloader | Wave | this project before |');
+  line('|---|---|---|---|---|---|---|---|---|');
+  for (const goal of peerGoals(results)) {
+    const judged = judge(goal);
+    const limit = goal.limit === undefined ? '' : `${goal.exactly ? 'exactly' : goal.atLeast ? 'at least' : 'at most'} ${goal.limit}${goal.unit === 'x' ? 'x' : goal.unit ? ` ${goal.unit}` : ''}`;
+    line(`| ${goal.scenario} | ${goal.goal} | ${goal.figure} | ${judged.measured} | ${limit} | ${judged.verdict} | ${goal.reloader} | ${goal.wave} | ${goal.before} |`);
+  }
+  line();
+  line('The peers\' columns are the reference measurements, not figures of this run. Reloader and Wave have no admission webhook, so the hot-path goal has no peer figure; it is judged against the bare fastify floor of scenario 1.');
+  line();
+}
+
+function peerGoals(results: BenchResults): PeerGoal[] {
+  const { idle, webhook, reaction, scale } = results.scenarios;
+  const shipped = scale?.figures?.['shipped'];
+  const sizeMix = scale?.sizeMix && 'options' in scale.sizeMix ? scale.sizeMix : undefined;
+  const window = coalescingLabel(reaction);
+  const clusterSize = scale?.options ? `${scale.options.configMaps.toLocaleString('en')} ConfigMaps + ${scale.options.workloads.toLocaleString('en')} workloads` : '10,000 ConfigMaps + 2,500 workloads';
+  return [
+    { scenario: '6 idle', goal: 'resident memory at most 60 MiB', figure: `the image's program under the shipped memory limit, ready (/readyz 200, "watches synced") on a bare cluster, VmRSS after ${idle?.options.restSeconds ?? 30} s at rest`, measured: idle?.figures?.rssMiB, unit: 'MiB', limit: 60, reloader: '39 MiB', wave: '39 MiB', before: '99 MiB' },
+    { scenario: '5 scale', goal: `${clusterSize}: resident memory at most 100 MiB`, figure: `VmRSS after sync, the start-up check and ${scale?.options?.restSeconds ?? 30} s at rest, shipped memory limit`, measured: shipped?.rssAtRestMiB, unit: 'MiB', limit: 100, reloader: '84-86 MiB', wave: '131 MiB', before: '169-171 MiB (under the shipped 256Mi limit)' },
+    { scenario: '5b size mix', goal: `${sizeMix ? `${sizeMix.replaced.configMaps} of the ConfigMaps at about 1 MiB (${fmt(sizeMix.replaced.bytes / 2 ** 20, 0)} MiB of config)` : 'the size mix'}: resident memory at most 1.1x the 1 KiB case`, figure: `VmRSS at rest (${fmtSpread(sizeMix?.figures.rssAtRestMiB, 'MiB', 0)}) / the 1 KiB case's median`, measured: sizeMix?.figures.rssAtRestToSmall, unit: 'x', limit: 1.1, reloader: 'not measured', wave: 'not measured', before: 'not measured' },
+    { scenario: '5b size mix', goal: 'ready time', figure: 'spawn to "watches synced"', measured: sizeMix ? scaleSpread(sizeMix.figures.readyMs, 1 / 1000) : undefined, unit: 's', reloader: 'not measured', wave: 'not measured', before: 'not measured' },
+    { scenario: '5 scale', goal: 'CPU to sync and settle that cluster at most 1.5 s', figure: 'utime + stime of the process from spawn to the end of its start-up check', measured: shipped?.cpuToCheckEndSeconds, unit: 's', limit: 1.5, reloader: '0.9 s', wave: '0.7 s', before: '3.4-6.1 s' },
+    { scenario: '3 reaction', goal: `a lone ConfigMap change rolls in at most 1.2 s (shipped defaults: ${window})`, figure: 'p50, ConfigMap PATCH sent to the new ReplicaSet seen', measured: reaction?.shipped ? scaleSpread(reaction.shipped.figures.toReplicaSetP50Ms, 1 / 1000) : undefined, unit: 's', limit: 1.2, reloader: '19 ms', wave: '15 ms', before: '5,033 ms' },
+    { scenario: '3b burst', goal: `Helm-style (3 ConfigMaps of one Deployment written within 500 ms) rolls exactly once (${window})`, figure: 'new ReplicaSets per burst', measured: reaction?.bursts?.figures.helm.replicaSets, unit: '', limit: 1, exactly: true, reloader: '2-3 rollouts', wave: '2-3 rollouts', before: '1 rollout' },
+    { scenario: '3b burst', goal: `5 updates to one ConfigMap 200 ms apart roll exactly once (${window})`, figure: 'new ReplicaSets per burst', measured: reaction?.bursts?.figures.repeated.replicaSets, unit: '', limit: 1, exactly: true, reloader: 'not measured', wave: 'not measured', before: 'not measured' },
+    { scenario: '1 webhook', goal: 'admission hot path: in-process saturation at least 0.6x the bare fastify floor', figure: 'req/s / floor req/s, saturation', measured: webhook?.figures?.['in-process']?.['saturation']?.rateToFloor, unit: 'x', limit: 0.6, atLeast: true, reloader: 'no webhook', wave: 'no webhook', before: '0.47x (0.41-0.60), committed run of 2026-11-24' },
+  ];
+}
+
+/** The shipped coalescing as the process read it ("quiet 1000 ms, at most 10000 ms"; results without bursts know only the window). */
+function coalescingLabel(reaction: { shipped?: ReactionResult; bursts?: BurstResult } | undefined): string {
+  const settings = reaction?.bursts?.coalescing;
+  if (settings) return `quiet ${settings.windowMs} ms, at most ${settings.maxMs} ms`;
+  return reaction?.shipped ? `window ${reaction.shipped.options.windowMs} ms` : 'window not measured';
 }
 
 function renderWebhook(line: (text?: string) => void, result: WebhookLoadResult & Seconds): void {
@@ -187,7 +255,7 @@ function renderApi(line: (text?: string) => void, result: ApiLatencyResult & Sec
   line();
 }
 
-function renderReaction(line: (text?: string) => void, result: { fast: ReactionResult; shipped?: ReactionResult } & Seconds): void {
+function renderReaction(line: (text?: string) => void, result: ReactionResults & Seconds): void {
   line('## 3. Reaction to a ConfigMap update');
   line();
   if (result.failed) return void line(`Failed: ${result.failed}\n`);
@@ -199,10 +267,31 @@ function renderReaction(line: (text?: string) => void, result: { fast: ReactionR
     if (!r) continue;
     const f = r.figures;
     const changes = r.repetitions.map((rep) => rep.toPatchMs.count).join('+');
-    line(`| ${r.options.windowMs} ms | ${changes} | ${fmtSpread(f.toPatchP50Ms, '', 0)} | ${fmtSpread(f.toPatchP99Ms, '', 0)} | ${fmtSpread(f.beyondWindowP50Ms, '', 0)} | ${fmtSpread(f.beyondWindowP99Ms, '', 0)} | ${fmtSpread(f.toReplicaSetP50Ms, '', 0)} | ${fmtSpread(f.toReplicaSetP99Ms, '', 0)} | ${fmtSpread(f.toPatchP99ToWindow, '')} | ${fmtSpread(f.watcherReactionP99Ms, '', 0)} |`);
+    line(`| ${r.options.windowMs} ms${r === result.shipped ? ' (shipped)' : ''} | ${changes} | ${fmtSpread(f.toPatchP50Ms, '', 0)} | ${fmtSpread(f.toPatchP99Ms, '', 0)} | ${fmtSpread(f.beyondWindowP50Ms, '', 0)} | ${fmtSpread(f.beyondWindowP99Ms, '', 0)} | ${fmtSpread(f.toReplicaSetP50Ms, '', 0)} | ${fmtSpread(f.toReplicaSetP99Ms, '', 0)} | ${fmtSpread(f.toPatchP99ToWindow, '')} | ${fmtSpread(f.watcherReactionP99Ms, '', 0)} |`);
   }
   line();
-  line(`The webhook ran with \`${result.fast.webhookArgs.join(' ') || '(shipped defaults)'}\`${result.shipped ? `, then with the shipped defaults (\`--coalesce-window-ms 5000\`) for the second row (${result.shipped.options.repetitions} repetition)` : ''}.`);
+  const shippedText = result.shipped
+    ? `, then with the shipped defaults (no coalescing flag; the process's settings: ${coalescingLabel(result)}) for the second row (${result.shipped.options.repetitions} repetition(s))`
+    : '';
+  line(`The webhook ran with \`${result.fast.webhookArgs.join(' ') || '(shipped defaults)'}\`${shippedText}.`);
+  line();
+  if (result.bursts) renderBursts(line, result.bursts);
+}
+
+function renderBursts(line: (text?: string) => void, result: BurstResult): void {
+  line('### 3b. Bursts, shipped defaults');
+  line();
+  line(`What a release does to config: a Helm-style upgrade writes the 3 ConfigMaps one Deployment consumes (envFrom, volume, configMapKeyRef) ${result.options.spacingMs} ms apart, and a script writes one ConfigMap 5 times ${result.options.spacingMs} ms apart. Either should roll the Deployment exactly once, with the last config. The webhook ran with the shipped defaults (${coalescingLabel({ bursts: result })}, read back from the process's settings). Counted from the API server's watch streams after the first write: the ReplicaSets the controller manager created for the Deployment and the distinct checksums its pod template took, until as long again as the burst took to roll (at least 2 s) after the ReplicaSet with the last config appeared. ${result.options.repetitions} repetition(s) of each.`);
+  line();
+  line('| Burst | writes | first to last write ms | new ReplicaSets | checksums | first write to last config\'s ReplicaSet ms |');
+  line('|---|---|---|---|---|---|');
+  for (const kind of ['helm', 'repeated'] as const) {
+    const f = result.figures[kind];
+    const writes = result.repetitions.find((r) => r.kind === kind)?.writes ?? 0;
+    line(`| ${kind === 'helm' ? 'Helm-style: 3 ConfigMaps' : '5 updates of one ConfigMap'} | ${writes} | ${fmtSpread(f.spanMs, '', 0)} | ${fmtSpread(f.replicaSets, '', 0)} | ${fmtSpread(f.checksums, '', 0)} | ${fmtSpread(f.toLastConfigMs, '', 0)} |`);
+  }
+  line();
+  line(`The watcher's own count (its \`rolled out\` lines) per burst: ${result.repetitions.map((r) => `${r.kind} ${r.watcherRollouts}`).join(', ')}.`);
   line();
 }
 
@@ -226,7 +315,8 @@ function renderScale(line: (text?: string) => void, result: ScaleResult & Second
   line();
   if (result.failed) return void line(`Failed: ${result.failed}\n`);
   const o = result.options;
-  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s. Then, per repetition and variant, a fresh webhook process (the image's program: \`node <ENTRYPOINT flags> main.mjs\`, the bundle of \`src/build.ts\`, with the harness's flags, watcher on, shipped defaults; under the Deployment's memory limit or without one): time from spawn to its "watches synced" log line; resident memory from its \`/metrics\` at sync and after the start-up check of every annotated workload (each read and found up to date), peak from \`/proc/<pid>/status\` VmHWM. Floor: the same node (same flags) with the bundle loaded and nothing started (\`load/idle.mjs\`).`);
+  const rest = o.restSeconds === undefined ? '' : `, and ${o.restSeconds} s later (at rest) from \`/proc/<pid>/status\`: VmRSS, RssAnon (heap, stacks, native allocations), RssFile (the node binary and other mapped files)`;
+  line(`${o.configMaps} ConfigMaps (5 keys, about 1 KiB each) and ${o.workloads} workloads (75% Deployments, 15% StatefulSets, 10% DaemonSets, no Pods; each consumes 3 ConfigMaps: volume, envFrom, configMapKeyRef) in ${o.namespaces} opted-in namespaces, created in ${result.createSeconds.configMaps.toFixed(0)} s and ${result.createSeconds.workloads.toFixed(0)} s${o.restSeconds === undefined ? '' : ', after the other scenarios\' namespaces were deleted (the peers\' reference cluster held nothing else)'}. Then, per repetition and variant, a fresh webhook process (the image's program: \`node <ENTRYPOINT flags> main.mjs\`, the bundle of \`src/build.ts\`, with the harness's flags, watcher on, shipped defaults; under the Deployment's memory limit or without one): time from spawn to its "watches synced" log line; CPU time (utime + stime, \`/proc/<pid>/stat\`) from spawn to the end of the start-up check of every annotated workload (each read and found up to date); resident memory from its \`/metrics\` at sync and 1 s after the check${rest}; peak from VmHWM. Floor: the same node (same flags) with the bundle loaded and nothing started (\`load/idle.mjs\`).`);
   line();
   // Results from before the memory-limit variants have no such field.
   const limit = result.memoryLimit as ScaleResult['memoryLimit'] | undefined;
@@ -236,18 +326,67 @@ function renderScale(line: (text?: string) => void, result: ScaleResult & Second
     : `Memory limit: **not applied** (${limit.unavailable ?? 'unknown reason'}): every variant ran with the heap sized from the machine's memory, so the shipped variant's figures overstate what the pod would hold.`);
     line();
   }
-  line('| Variant | ready (spawn to synced) s | start-up check s | RSS at sync MiB | RSS after check MiB | peak (VmHWM) MiB | heap used MiB | RSS / floor |');
-  line('|---|---|---|---|---|---|---|---|');
+  line('| Variant | ready (spawn to synced) s | start-up check s | CPU to the check\'s end s | RSS at sync MiB | RSS after check MiB | RSS at rest MiB | RssAnon / RssFile at rest MiB | peak (VmHWM) MiB | heap used MiB | RSS after check / floor |');
+  line('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const [variant, f] of Object.entries(result.figures)) {
-    line(`| ${variant} | ${fmtSpread(scaleSpread(f.readyMs, 1 / 1000), '')} | ${fmtSpread(scaleSpread(f.checkAllMs, 1 / 1000), '', 1)} | ${fmtSpread(f.rssAtSyncMiB, '', 0)} | ${fmtSpread(f.rssAfterCheckMiB, '', 0)} | ${fmtSpread(f.vmHwmMiB, '', 0)} | ${fmtSpread(f.heapUsedAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssToFloor, '')} |`);
+    line(`| ${variant} | ${fmtSpread(scaleSpread(f.readyMs, 1 / 1000), '')} | ${fmtSpread(scaleSpread(f.checkAllMs, 1 / 1000), '', 1)} | ${fmtSpread(f.cpuToCheckEndSeconds, '')} | ${fmtSpread(f.rssAtSyncMiB, '', 0)} | ${fmtSpread(f.rssAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssAtRestMiB, '', 0)} | ${fmtSpread(f.rssAnonAtRestMiB, '', 0)} / ${fmtSpread(f.rssFileAtRestMiB, '', 0)} | ${fmtSpread(f.vmHwmMiB, '', 0)} | ${fmtSpread(f.heapUsedAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssToFloor, '')} |`);
   }
   line();
   const synced = result.repetitions[0];
-  line(`Floor, image flags: node running a file that imports nothing ${fmtSpread(result.floor.bareNode, 'MiB', 0)}; with the bundle loaded ${fmtSpread(result.floor.modulesLoaded, 'MiB', 0)} (peak ${fmtSpread(result.floor.modulesLoadedHwm, 'MiB', 0)}), loading took ${fmtSpread(result.floor.loadMs, 'ms', 0)}. The synced watcher held ${synced?.syncedConfigMaps ?? '?'} ConfigMaps' digests and ${synced?.syncedWorkloads ?? '?'} workloads (its log line; the other scenarios' objects included).`);
+  const checked = synced?.checkedWorkloads === undefined ? '' : ` Its start-up check read ${synced.checkedWorkloads} workloads live and found ${synced.upToDateWhenListed ?? 0} up to date from the ConfigMap list alone.`;
+  line(`Floor, image flags: node running a file that imports nothing ${fmtSpread(result.floor.bareNode, 'MiB', 0)}; with the bundle loaded ${fmtSpread(result.floor.modulesLoaded, 'MiB', 0)} (peak ${fmtSpread(result.floor.modulesLoadedHwm, 'MiB', 0)}), loading took ${fmtSpread(result.floor.loadMs, 'ms', 0)}. The synced watcher held ${synced?.syncedConfigMaps ?? '?'} ConfigMaps' digests and ${synced?.syncedWorkloads ?? '?'} workloads (its log line; the system's own ConfigMaps included).${checked}`);
+  line();
+  const shipped = result.figures['shipped'];
+  if (shipped?.scrapeCpuSeconds) {
+    line(`The CPU figure includes what the bench's own \`/metrics\` scrapes cost the process while it looked for the check's end (one every 500 ms, each on a new TLS connection): about ${fmtSpread(shipped.scrapeCpuSeconds, 's')} for the shipped variant (scrapes counted, times the CPU of one scrape measured at rest), and the few \`/readyz\` probes of the start. Rollouts asked for by the start-up check (every workload is up to date, so 0 is expected): ${fmtSpread(shipped.rolloutsDuringCheck, '', 0)}.`);
+    line();
+  }
+}
+
+function renderSizeMix(line: (text?: string) => void, result: SizeMixResult | { failed: string }): void {
+  line('### 5b. Size mix');
+  line();
+  if ('failed' in result) return void line(`Failed: ${result.failed}\n`);
+  const r = result.replaced;
+  const o = result.options;
+  line(`After scenario 5's measurements, the data of ${r.configMaps} of its ConfigMaps (one in ${r.every}, spread evenly over the namespaces) was **replaced** by ${fmt(o.largeBytes / 2 ** 20)} MiB each (5 keys; ${fmt(r.bytes / 2 ** 20, 0)} MiB of config in all; the other ConfigMaps keep their 1 KiB, the same workloads consume them), ${o.concurrency} writes at a time, in ${fmt(r.seconds, 1)} s. ${r.consumers} workloads consume one of them; a settling process (rollout rate and burst 1000) rolled each once, in ${fmt(r.settleSeconds, 1)} s, so that the measured processes find every workload up to date, as scenario 5's do. etcd's database then held ${fmt(result.etcd.dbSizeBytes / 2 ** 20, 0)} MiB of its ${fmt(result.etcd.quotaBytes / 2 ** 20, 0)} MiB quota (etcd's default; the control plane sets none). Then ${o.repetitions} fresh process(es) measured as the shipped variant of scenario 5 (${result.memoryLimit.applied ? `under the ${result.memoryLimit.bytes / 2 ** 20} MiB memory limit` : `**without** the memory limit: ${result.memoryLimit.unavailable ?? ''}`}, ${o.restSeconds} s at rest).`);
+  line();
+  line('| | ready (spawn to synced) s | start-up check s | CPU to the check\'s end s | RSS at sync MiB | RSS after check MiB | RSS at rest MiB | RssAnon / RssFile at rest MiB | peak (VmHWM) MiB | heap used MiB | RSS at rest / 1 KiB case |');
+  line('|---|---|---|---|---|---|---|---|---|---|---|');
+  const f = result.figures;
+  line(`| size mix | ${fmtSpread(scaleSpread(f.readyMs, 1 / 1000), '')} | ${fmtSpread(scaleSpread(f.checkAllMs, 1 / 1000), '', 1)} | ${fmtSpread(f.cpuToCheckEndSeconds, '')} | ${fmtSpread(f.rssAtSyncMiB, '', 0)} | ${fmtSpread(f.rssAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssAtRestMiB, '', 0)} | ${fmtSpread(f.rssAnonAtRestMiB, '', 0)} / ${fmtSpread(f.rssFileAtRestMiB, '', 0)} | ${fmtSpread(f.vmHwmMiB, '', 0)} | ${fmtSpread(f.heapUsedAfterCheckMiB, '', 0)} | ${fmtSpread(f.rssAtRestToSmall, '')} |`);
+  line();
+  if (result.failures.length > 0) {
+    line(`Repetitions that did not reach rest: ${result.failures.map((failure) => `"${failure.replace(/\|/g, '/').replace(/\n/g, ' ')}"`).join('; ')}.`);
+    line();
+  }
+}
+
+function renderIdle(line: (text?: string) => void, result: IdleResult & Seconds): void {
+  line('## 6. Idle');
+  line();
+  if (result.failed) return void line(`Failed: ${result.failed}\n`);
+  const o = result.options;
+  const limit = result.memoryLimit.applied ? `under the shipped ${result.memoryLimit.bytes / 2 ** 20} MiB memory limit` : `**without** the memory limit (${result.memoryLimit.unavailable ?? 'unknown reason'})`;
+  line(`The image's program (\`node <ENTRYPOINT flags> main.mjs\`, shipped defaults, watcher on) ${limit}, run first, on a bare cluster: when it synced it held ${result.synced.configMaps} ConfigMaps' digests (the system's own and the harness's canary) and ${result.synced.workloads} workloads, ${result.synced.namespacesInScope} namespace(s) in scope. Ready is /readyz answering 200 and the watcher's "watches synced" log line; the process then rests ${o.restSeconds} s (leader Lease renewals, open watches) and its memory is read from \`/proc/<pid>/status\`, which does not touch it. The floors are node processes with the same flags at rest as long (\`load/idle.mjs\`, no memory limit, which an idle heap is far below): what Node costs before the webhook holds anything. ${o.repetitions} repetition(s).`);
+  line();
+  line('| Process | VmRSS MiB | RssAnon MiB | RssFile MiB |');
+  line('|---|---|---|---|');
+  const f = result.figures;
+  line(`| **webhook, ready and at rest** | ${fmtSpread(f.rssMiB, '', 1)} | ${fmtSpread(f.rssAnonMiB, '', 1)} | ${fmtSpread(f.rssFileMiB, '', 1)} |`);
+  const floors: Array<[string, typeof f.floors.bare]> = [
+    ['floor: node running an empty file', f.floors.bare],
+    ['floor: node with only node:https and node:crypto loaded', f.floors.builtins],
+    ['floor: node with the bundle loaded, nothing started', f.floors.program],
+  ];
+  for (const [label, floor] of floors) line(`| ${label} | ${fmtSpread(floor.rssMiB, '', 1)} | ${fmtSpread(floor.rssAnonMiB, '', 1)} | ${fmtSpread(floor.rssFileMiB, '', 1)} |`);
+  line();
+  line(`Ready (spawn to "watches synced") ${fmtSpread(scaleSpread(f.readyMs, 1 / 1000), 's')}; peak (VmHWM) ${fmtSpread(f.vmHwmMiB, 'MiB', 0)}; CPU over the rest ${fmtSpread(f.restCpuSeconds, 's')}.`);
   line();
 }
 
-function scaleSpread(value: Spread, factor: number): Spread {
+function scaleSpread(value: Spread | undefined, factor: number): Spread | undefined {
+  if (!value) return undefined;
   return { median: value.median * factor, min: value.min * factor, max: value.max * factor, values: value.values.map((v) => v * factor) };
 }
 

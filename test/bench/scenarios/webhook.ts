@@ -12,6 +12,7 @@ import type { LoadJob, LoadResult } from '../load/loadgen.ts';
 import type { ServerArgs, ServerVariant } from '../load/server.ts';
 import { forkChild } from '../support/children.ts';
 import { metricSum, say, scrape, type Metrics } from '../support/cluster.ts';
+import { cpuSeconds } from '../support/proc.ts';
 import { benchReview } from '../support/review.ts';
 import { ratioSpread, spread, type Spread } from '../support/stats.ts';
 
@@ -98,9 +99,9 @@ export async function runWebhookLoad(options: WebhookLoadOptions): Promise<Webho
         const productMetrics = (): Promise<Metrics | undefined> => (product ? scrape({ port, path: '/metrics', ca }) : Promise.resolve(undefined));
         for (const [load, partial] of loads) {
           const before = await productMetrics();
-          const cpuBefore = cpuMicros(server.pid);
+          const cpuBefore = cpuSeconds(server.pid);
           const result = await generate(job(partial));
-          const cpu = cpuMicros(server.pid) - cpuBefore;
+          const cpu = (cpuSeconds(server.pid) - cpuBefore) * 1e6;
           const after = await productMetrics();
           // The CPU counter also ran during the settle part: charge it to every request answered.
           const answered = result.responses * (1 + options.settleSeconds / Math.max(1e-9, result.durationSeconds));
@@ -214,14 +215,6 @@ function meanMs(before: Metrics, after: Metrics, histogram: string): number {
   const count = metricSum(after, `${histogram}_count`) - metricSum(before, `${histogram}_count`);
   const sum = metricSum(after, `${histogram}_sum`) - metricSum(before, `${histogram}_sum`);
   return count > 0 ? (sum / count) * 1000 : Number.NaN;
-}
-
-/** utime + stime of a process, in microseconds. */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat(5), counted from the state field (3) here; clock ticks of 1/100 s on Linux.
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 function rotate<T>(items: readonly T[], by: number): T[] {

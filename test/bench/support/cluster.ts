@@ -4,11 +4,14 @@
 // and Prometheus text scraping.
 
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
+import { loadConfig } from '../../../src/config.ts';
 import type { Environment } from '../../../src/local/environment.ts';
-import { KubeClient, waitFor, type KubeObject } from '../../../src/local/kube.ts';
+import { GiveUp, KubeClient, resourcePath, waitFor, type KubeObject } from '../../../src/local/kube.ts';
 import { fileSize, logEntries, OPT_IN_LABEL, startWebhookProcess, type WebhookProcess } from '../../../src/local/webhook.ts';
 import { httpsCall } from '../../support/https.ts';
+import { isRunning } from './proc.ts';
 
 export const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 
@@ -145,9 +148,45 @@ export function apiServerMetrics(environment: Environment): Promise<Metrics> {
   return scrape({ port: apiServerPort, path: '/metrics', ca: readFileSync(admin.caFile), cert: readFileSync(admin.certFile), key: readFileSync(admin.keyFile) });
 }
 
+/** etcd's own /metrics (plain HTTP on loopback, as the control plane runs it). */
+export function etcdMetrics(environment: Environment): Promise<Metrics> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(`${environment.controlPlane.etcdUrl}/metrics`, { timeout: 5_000 }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      response.on('end', () => resolve(parsePrometheus(text)));
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error('etcd /metrics timed out')));
+    request.on('error', reject);
+  });
+}
+
 export async function optedInNamespace(client: KubeClient, name: string): Promise<string> {
   await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...OPT_IN_LABEL } } });
   return name;
+}
+
+/**
+ * Deletes the namespaces the bench made whose names `remove` accepts, and waits until the namespace
+ * controller has emptied and removed them (at most `timeoutMs`; after that, goes on and says how many are
+ * left). Returns how many were deleted.
+ */
+export async function deleteBenchNamespaces(client: KubeClient, remove: (name: string) => boolean, timeoutMs: number): Promise<number> {
+  const names = (await client.list(resourcePath('Namespace', undefined)))
+    .map((namespace) => String(namespace['metadata']['name']))
+    .filter((name) => name.startsWith('bench-') && remove(name));
+  for (const name of names) await client.request('DELETE', resourcePath('Namespace', undefined, name));
+  const left = async (): Promise<number> => (await client.list(resourcePath('Namespace', undefined))).filter((namespace) => names.includes(String(namespace['metadata']['name']))).length;
+  try {
+    await waitFor(`${names.length} namespace(s) to be deleted`, async () => (await left()) === 0, { timeoutMs, intervalMs: 1_000 });
+  } catch {
+    say(`${await left()} of ${names.length} deleted namespace(s) still terminating after ${timeoutMs / 1000} s; going on`);
+  }
+  return names.length;
 }
 
 /** Runs `task` over `items` with at most `concurrency` at once; rejects on the first failure. */
@@ -240,8 +279,24 @@ export function templateAnnotation(object: KubeObject, key: string): string | un
   return object['spec']?.['template']?.['metadata']?.['annotations']?.[key];
 }
 
+/** The first line of the current process's log with this message; gives up at once if the process is gone (an OOM kill, a crash). */
 export async function waitForLogLine(webhook: BenchWebhook, message: string, timeoutMs: number): Promise<Record<string, unknown>> {
-  return waitFor(`the webhook to log "${message}"`, async () => webhook.logLines().find((line) => line['msg'] === message), { timeoutMs, intervalMs: 50 });
+  return waitFor(`the webhook to log "${message}"`, async () => {
+    const found = webhook.logLines().find((line) => line['msg'] === message);
+    if (!found && !isRunning(webhook.pid)) throw new GiveUp(`the webhook process ${webhook.pid} exited before logging "${message}" (log: ${webhook.logFile})`);
+    return found;
+  }, { timeoutMs, intervalMs: 50 });
+}
+
+/**
+ * The coalescing the running process applies, as its own parser reads its flags and the environment it
+ * inherited: the quiet period, and the cap on the wait after a burst's first change. For labels and the
+ * report only; a scenario that measures the shipped behaviour passes no coalescing flag and so follows
+ * whatever the defaults are.
+ */
+export function coalescing(webhook: BenchWebhook): { readonly windowMs: number; readonly maxMs: number } {
+  const config = loadConfig([...webhook.args], process.env);
+  return { windowMs: config.coalesceWindowMs, maxMs: config.coalesceMaxMs };
 }
 
 export function sleep(ms: number): Promise<void> {

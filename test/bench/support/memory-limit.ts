@@ -16,6 +16,8 @@ export interface MemoryLimit {
   readonly cgroupDir: string;
   /** Prefix of a spawn: the process enters the cgroup, then execs the command given after it. */
   readonly launcher: readonly string[];
+  /** Processes the kernel killed in this cgroup for going over the limit, so far. */
+  oomKills(): number;
   /** Removes the cgroup (once every process in it has exited). */
   remove(): void;
 }
@@ -39,12 +41,16 @@ export function createMemoryLimit(bytes: number, name: string): MemoryLimit | { 
     const v1 = lines.map((line) => /^\d+:memory:(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
     const v2 = lines.map((line) => /^0::(.*)$/.exec(line)?.[1]).find((found) => found !== undefined);
     let limitFile: string;
+    // Where the kernel counts OOM kills: an "oom_kill N" line in both hierarchies.
+    let eventsFile: string;
     if (v1 !== undefined && existsSync('/sys/fs/cgroup/memory')) {
       cgroupDir = path.join('/sys/fs/cgroup/memory', v1, name);
       limitFile = 'memory.limit_in_bytes';
+      eventsFile = 'memory.oom_control';
     } else if (v2 !== undefined && readFileSync(path.join('/sys/fs/cgroup', v2, 'cgroup.subtree_control'), 'utf8').includes('memory')) {
       cgroupDir = path.join('/sys/fs/cgroup', v2, name);
       limitFile = 'memory.max';
+      eventsFile = 'memory.events';
     } else {
       return unavailable('no memory cgroup controller available to this process');
     }
@@ -58,7 +64,8 @@ export function createMemoryLimit(bytes: number, name: string): MemoryLimit | { 
     const probe = spawnSync(launcher[0]!, [...launcher.slice(1), 'true'], { encoding: 'utf8' });
     if (probe.status !== 0) return unavailable(`entering the cgroup failed: ${probe.stderr.trim() || `exit ${probe.status}`}`);
     const dir = cgroupDir;
-    return { bytes, cgroupDir: dir, launcher, remove: () => removeCgroup(dir) };
+    const oomKills = (): number => Number(/^oom_kill (\d+)$/m.exec(readFileSync(path.join(dir, eventsFile), 'utf8'))?.[1] ?? Number.NaN);
+    return { bytes, cgroupDir: dir, launcher, oomKills, remove: () => removeCgroup(dir) };
   } catch (error) {
     return unavailable((error as Error).message);
   }
