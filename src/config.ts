@@ -9,10 +9,13 @@ export const CONTRACT = Object.freeze({
   namespaceLabel: 'config-checksum.io/inject',
   optOutAnnotation: 'config-checksum.io/inject',
   extraConfigMapsAnnotation: 'config-checksum.io/extra-configmaps',
+  /** With --secrets: Secrets of the workload's namespace read through the API, hashed like extra-configmaps. */
+  extraSecretsAnnotation: 'config-checksum.io/extra-secrets',
   sourcesAnnotation: 'config-checksum.io/sources',
   /** Written by the watcher on a workload's own metadata to ask the webhook for a recomputation (DESIGN section 2). */
   requestedAnnotation: 'config-checksum.io/requested',
   defaultChecksumAnnotation: 'checksum/config',
+  defaultSecretChecksumAnnotation: 'checksum/secret',
 });
 
 export interface Config {
@@ -41,8 +44,12 @@ export interface Config {
   readonly checksumAnnotation: string;
   /** Upper bound for one ConfigMap read during admission. */
   readonly configMapReadTimeoutMs: number;
-  /** More distinct ConfigMaps than this in one pod template: allow, change nothing, warn. */
+  /** More distinct ConfigMaps (with --secrets: ConfigMaps and Secrets together) than this in one pod template: allow, change nothing, warn. */
   readonly maxConfigMaps: number;
+  /** Also hash the Secrets a pod template consumes (keyed) into secretChecksumAnnotation; off: no Secret is ever read. */
+  readonly secrets: boolean;
+  /** Pod-template annotation that carries the keyed checksum of the consumed Secrets. */
+  readonly secretChecksumAnnotation: string;
   /** After SIGTERM: unready and still serving for this long, then close. */
   readonly drainSeconds: number;
   readonly logLevel: string;
@@ -91,7 +98,9 @@ export const SETTINGS = {
   kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', default: undefined, help: 'kubeconfig file; unset: in-cluster service account, then ~/.kube/config' },
   checksumAnnotation: { flag: 'checksum-annotation', env: 'CONFIG_CHECKSUM_ANNOTATION', default: CONTRACT.defaultChecksumAnnotation, help: 'pod-template annotation that carries the checksum' },
   configMapReadTimeoutMs: { flag: 'configmap-read-timeout-ms', env: 'CONFIG_CHECKSUM_CONFIGMAP_READ_TIMEOUT_MS', default: '2000', help: 'deadline of one ConfigMap read during admission (the webhook timeout is 5 s)' },
-  maxConfigMaps: { flag: 'max-configmaps', env: 'CONFIG_CHECKSUM_MAX_CONFIGMAPS', default: '64', help: 'most distinct ConfigMaps one workload may consume before the checksum is left alone' },
+  maxConfigMaps: { flag: 'max-configmaps', env: 'CONFIG_CHECKSUM_MAX_CONFIGMAPS', default: '64', help: 'most distinct ConfigMaps one workload may consume before the checksum is left alone; with --secrets, ConfigMaps and Secrets together' },
+  secrets: { flag: 'secrets', env: 'CONFIG_CHECKSUM_SECRETS', default: 'false', help: 'true: also hash the Secrets a pod template consumes (HMAC-SHA256 with a key kept in the Secret config-checksum-webhook-hash-key) into --secret-checksum-annotation; needs RBAC to read Secrets. false: no Secret is ever read' },
+  secretChecksumAnnotation: { flag: 'secret-checksum-annotation', env: 'CONFIG_CHECKSUM_SECRET_ANNOTATION', default: CONTRACT.defaultSecretChecksumAnnotation, help: 'with --secrets: pod-template annotation that carries the keyed checksum of the Secrets' },
   drainSeconds: { flag: 'drain-seconds', env: 'CONFIG_CHECKSUM_DRAIN_SECONDS', default: '15', help: 'seconds to keep serving, unready, after SIGTERM' },
   logLevel: { flag: 'log-level', env: 'CONFIG_CHECKSUM_LOG_LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace' },
   watch: { flag: 'watch', env: 'CONFIG_CHECKSUM_WATCH', default: 'true', help: 'true: also run the watcher that rolls workloads when only a ConfigMap changes' },
@@ -174,13 +183,26 @@ function certificateSettings(read: SettingsReader): Pick<Config, 'tlsMode' | 'ce
 
 const DEFAULT_COALESCE_MAX_MS = 10_000;
 
+/** The two checksum annotations: valid keys, and not the same key (one would overwrite the other). */
+function annotationSettings(read: SettingsReader): Pick<Config, 'checksumAnnotation' | 'secrets' | 'secretChecksumAnnotation'> {
+  const annotation = (setting: Setting): string => {
+    const key = read.required(setting);
+    if (!QUALIFIED_NAME.test(key)) throw new ConfigError(`--${setting.flag} must be a valid annotation key (prefix/name), got "${key}"`);
+    return key;
+  };
+  const checksumAnnotation = annotation(SETTINGS.checksumAnnotation);
+  const secretChecksumAnnotation = annotation(SETTINGS.secretChecksumAnnotation);
+  const secrets = read.boolean(SETTINGS.secrets);
+  if (secrets && secretChecksumAnnotation === checksumAnnotation) {
+    throw new ConfigError(`--${SETTINGS.secretChecksumAnnotation.flag} must differ from --${SETTINGS.checksumAnnotation.flag} ("${checksumAnnotation}")`);
+  }
+  return { checksumAnnotation, secrets, secretChecksumAnnotation };
+}
+
 export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
   const read = settingsReader(argv, env);
   const { raw, required, integer, boolean } = read;
-  const checksumAnnotation = required(SETTINGS.checksumAnnotation);
-  if (!QUALIFIED_NAME.test(checksumAnnotation)) {
-    throw new ConfigError(`--${SETTINGS.checksumAnnotation.flag} must be a valid annotation key (prefix/name), got "${checksumAnnotation}"`);
-  }
+  const annotations = annotationSettings(read);
   const logLevel = required(SETTINGS.logLevel);
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`--${SETTINGS.logLevel.flag} must be one of ${[...LOG_LEVELS].join(', ')}`);
   const certificates = certificateSettings(read);
@@ -200,7 +222,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     tlsSecretName: required(SETTINGS.tlsSecretName),
     certExtraSans: (raw(SETTINGS.certExtraSans) ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''),
     kubeconfig: raw(SETTINGS.kubeconfig),
-    checksumAnnotation,
+    ...annotations,
     // Under the webhook's 5 s timeoutSeconds, so a slow read still ends in a fail-open answer, not a timeout.
     configMapReadTimeoutMs: integer(SETTINGS.configMapReadTimeoutMs, 50, 4000),
     maxConfigMaps: integer(SETTINGS.maxConfigMaps, 1, 1000),

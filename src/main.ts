@@ -3,7 +3,8 @@
 
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { ApiConfigMapReader, type ConfigMapReader } from './kube/configmaps.ts';
+import { ApiConfigMapReader, ApiSecretReader, type ConfigMapReader } from './kube/configmaps.ts';
+import { hashKeyApi } from './kube/hash-key-api.ts';
 import { KubeHttp, loadKubeConfig } from './kube/http.ts';
 import { certificatesApi } from './kube/certificates-api.ts';
 import { watcherApi } from './kube/watcher-api.ts';
@@ -16,7 +17,9 @@ import { SelfManagedCertificates } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
 import { CLOSE_GRACE_MS, startServer, type RunningServer } from './server/https.ts';
 import { createLogger, loggableError, type Logger } from './telemetry/logger.ts';
-import { createMetrics, type Metrics } from './telemetry/metrics.ts';
+import { createMetrics, registerSecretMetrics, type Metrics } from './telemetry/metrics.ts';
+import { HashKeyLoader } from './secrets/hash-key.ts';
+import type { SecretSource } from './workload/decision.ts';
 
 export interface Webhook {
   readonly server: RunningServer;
@@ -33,6 +36,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     metrics.configMapReads.inc({ result });
     metrics.configMapReadDuration.observe({ result }, seconds);
   });
+  const secrets = config.secrets ? await startSecrets(config, { http, logger, metrics }) : undefined;
   const readiness = new Readiness();
   // Self-managed: listen only once the Secret holds a certificate and caBundle trusts its CA, so the
   // readiness probe cannot pass before an admission call could succeed.
@@ -55,11 +59,12 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   const tls = certificates
     ? { pair: await certificates.start(), clientCaFile: config.clientCaFile }
     : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
-  const server = await startServer({ reader, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls, drainSeconds: config.drainSeconds });
+  const server = await startServer({ reader, secrets: secrets?.source, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls, drainSeconds: config.drainSeconds });
   serveCertificate = (pair) => void server.setCertificate(pair);
-  const watcher = config.watch ? createWatcher(config, { http, reader, logger, metrics }) : undefined;
+  const watcher = config.watch ? createWatcher(config, { http, reader, secrets: secrets?.source, logger, metrics }) : undefined;
   await watcher?.start();
-  logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, watch: config.watch }, 'webhook started');
+  const secretsLine = config.secrets ? { secrets: true, secretChecksumAnnotation: config.secretChecksumAnnotation } : {};
+  logger.info({ apiServer: http.server.origin, checksumAnnotation: config.checksumAnnotation, ...secretsLine, watch: config.watch }, 'webhook started');
   return {
     server,
     watcher,
@@ -67,6 +72,7 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
     stop: async () => {
       // The watcher first: it releases the leader Lease so another replica takes over at once.
       await watcher?.stop();
+      secrets?.hashKey.stop();
       certificates?.stop();
       await server.stop();
       http.close();
@@ -74,13 +80,34 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   };
 }
 
+// How long the start waits for the hash key before serving anyway. With the API server reachable it loads in
+// milliseconds, and waiting spares the first admissions after an install a fail-open; past this (API
+// server unreachable, RBAC refusing the Secret) ConfigMap checksums must not wait for it: the webhook
+// serves, workloads that consume Secrets are left unchanged with a warning, and loading goes on.
+const HASH_KEY_START_WAIT_MS = 10_000;
+
+/** --secrets: the hash key (loaded, or loading in the background) and the live Secret reader. */
+async function startSecrets(config: Config, parts: { http: KubeHttp; logger: Logger; metrics: Metrics }): Promise<{ source: SecretSource; hashKey: HashKeyLoader }> {
+  const secretMetrics = registerSecretMetrics(parts.metrics.registry);
+  const hashKey = new HashKeyLoader(hashKeyApi(parts.http), { namespace: config.namespace }, parts.logger);
+  void hashKey.loaded.then(() => secretMetrics.hashKeyLoaded.set(1));
+  hashKey.start();
+  if (!(await hashKey.waitLoaded(HASH_KEY_START_WAIT_MS))) parts.logger.warn({ waitedMs: HASH_KEY_START_WAIT_MS }, 'serving without the hash key; workloads that consume Secrets are left unchanged until it loads');
+  const reader = new ApiSecretReader(parts.http, (result, seconds) => {
+    secretMetrics.secretReads.inc({ result });
+    secretMetrics.secretReadDuration.observe({ result }, seconds);
+  });
+  return { source: { reader, key: () => hashKey.current(), annotation: config.secretChecksumAnnotation }, hashKey };
+}
+
 /** The watcher on the real parts: API calls over `http`, list/watch reflectors, a Lease elector. */
-function createWatcher(config: Config, parts: { http: KubeHttp; reader: ConfigMapReader; logger: Logger; metrics: Metrics }): Watcher {
-  const { http, reader, logger, metrics } = parts;
+function createWatcher(config: Config, parts: { http: KubeHttp; reader: ConfigMapReader; secrets: SecretSource | undefined; logger: Logger; metrics: Metrics }): Watcher {
+  const { http, reader, secrets, logger, metrics } = parts;
   const watches = watchSource(http);
   return new Watcher({
     api: watcherApi(http),
     reader,
+    secrets,
     listWatch: (options, handlers) => new Reflector(http, watches, options, handlers),
     leadership: (options) => new LeaderElector(http, options),
     logger,

@@ -3,6 +3,7 @@
 // Model: controller-runtime's webhook Handle, behind its ServeHTTP.
 
 import type { ConfigMapReader } from '../kube/configmaps.ts';
+import type { SecretSource } from '../workload/decision.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { asObject, asString } from '../util/json.ts';
@@ -13,6 +14,8 @@ import { warning } from './warnings.ts';
 
 export interface AdmissionHandlerParts {
   readonly reader: ConfigMapReader;
+  /** With --secrets: how Secrets are read and hashed. Absent: no Secret is ever read. */
+  readonly secrets?: SecretSource | undefined;
   readonly settings: MutateSettings;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -25,7 +28,7 @@ export async function handleAdmission(review: AdmissionRequest, parts: Admission
   const log = parts.logger.child({ uid: review.uid, kind: bounded(review.kind.kind), namespace: bounded(review.namespace), name: bounded(workloadName(review)), operation: bounded(review.operation) });
   let mutation: Mutation;
   try {
-    mutation = await mutate(review, parts.reader, parts.settings, deadlineMs);
+    mutation = await mutate(review, { configMaps: parts.reader, secrets: parts.secrets }, parts.settings, deadlineMs);
   } catch (error) {
     // A defect must not cost a deploy: answer allowed, change nothing, and make it loud in logs and metrics.
     log.error({ err: loggableError(error) }, 'admission failed; allowed unchanged');
@@ -42,6 +45,7 @@ export async function handleAdmission(review: AdmissionRequest, parts: Admission
     checksumChanged: mutation.checksumChanged,
     patchOps: mutation.result.patch.length,
     configMaps: mutation.configMaps,
+    ...(mutation.secrets ? { secrets: mutation.secrets } : {}),
     warnings: mutation.result.warnings.length,
     durationMs: Math.round(seconds * 1e6) / 1e3,
   };

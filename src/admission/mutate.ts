@@ -7,8 +7,8 @@
 import type { ChecksumProblem } from '../checksum/compute.ts';
 import { CONTRACT } from '../config.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
-import { readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from '../workload/annotations.ts';
-import { decideWorkload, type DecisionSettings, type WorkloadDecision } from '../workload/decision.ts';
+import { readAnnotation, setAnnotations, TEMPLATE_METADATA, WORKLOAD_METADATA, type PatchOperation } from '../workload/annotations.ts';
+import { decideWorkload, decisionSources, type DecisionSettings, type DecisionSources, type WorkloadDecision } from '../workload/decision.ts';
 import { isWorkloadKind } from '../workload/kinds.ts';
 import { allowed, patched, type AdmissionRequest, type AdmissionResult } from './review.ts';
 import { warning } from './warnings.ts';
@@ -20,7 +20,7 @@ export type Outcome =
   | 'patched' // the checksum or the sources annotation was set
   | 'unchanged' // computed, and the object already carries the right values
   | 'skipped' // not ours to touch (see reason)
-  | 'fail-open'; // ConfigMaps could not be read or were too many: nothing may change
+  | 'fail-open'; // ConfigMaps (or Secrets) could not be read or were too many: nothing may change
 
 export interface Mutation {
   readonly result: AdmissionResult;
@@ -28,32 +28,52 @@ export interface Mutation {
   readonly reason: string;
   readonly checksumChanged: boolean;
   readonly configMaps: number;
+  /** Distinct Secrets consumed (with --secrets); absent, or 0, when none. */
+  readonly secrets?: number;
 }
 
-export async function mutate(request: AdmissionRequest, reader: ConfigMapReader, settings: MutateSettings, timeoutMs = settings.configMapReadTimeoutMs): Promise<Mutation> {
+/**
+ * `sources`: the ConfigMap reader alone (no Secret is read or hashed), or with --secrets the readers of
+ * both kinds and the HMAC key.
+ */
+export async function mutate(request: AdmissionRequest, sources: DecisionSources | ConfigMapReader, settings: MutateSettings, timeoutMs = settings.configMapReadTimeoutMs): Promise<Mutation> {
   const notOurs = requestNotOurs(request);
   if (notOurs) return skipped(notOurs);
   // The API server's own deadline for this call, when shorter, bounds the reads too.
   const readSettings = { ...settings, configMapReadTimeoutMs: Math.min(timeoutMs, settings.configMapReadTimeoutMs) };
-  const decision = await decideWorkload(request.object, request.namespace, reader, readSettings);
+  const readers = decisionSources(sources);
+  const decision = await decideWorkload(request.object, request.namespace, readers, readSettings);
+  const keys = { config: settings.checksumAnnotation, secret: readers.secrets?.annotation };
   switch (decision.kind) {
     case 'skip':
       return skipped(decision.reason, allowed(warningsFor(decision.problems)));
     case 'fail-open':
-      return failOpen(request, settings, decision);
-    case 'computed': {
-      const warnings = warningsFor(decision.problems);
-      // "Changed" compares with what runs now: the old object's value on UPDATE, nothing on CREATE.
-      const previous = request.operation === 'UPDATE' ? readAnnotation(request.oldObject, TEMPLATE_METADATA, settings.checksumAnnotation) : undefined;
-      return {
-        result: decision.operations.length > 0 ? patched(decision.operations, warnings) : allowed(warnings),
-        outcome: decision.operations.length > 0 ? 'patched' : 'unchanged',
-        reason: decision.problems.length > 0 ? 'computed-with-problems' : 'computed',
-        checksumChanged: previous !== decision.checksum,
-        configMaps: decision.configMaps,
-      };
-    }
+      return failOpen(request, { ...settings, keys }, decision);
+    case 'computed':
+      return computed(request, decision, keys);
   }
+}
+
+function computed(request: AdmissionRequest, decision: Extract<WorkloadDecision, { kind: 'computed' }>, keys: FailOpenSettings['keys']): Mutation {
+  const warnings = warningsFor(decision.problems);
+  return {
+    result: decision.operations.length > 0 ? patched(decision.operations, warnings) : allowed(warnings),
+    outcome: decision.operations.length > 0 ? 'patched' : 'unchanged',
+    reason: decision.problems.length > 0 ? 'computed-with-problems' : 'computed',
+    checksumChanged: changedFromRunning(request, keys.config, decision.checksum) || changedFromRunning(request, keys.secret, decision.secretChecksum),
+    configMaps: decision.configMaps,
+    ...(decision.secrets > 0 ? { secrets: decision.secrets } : {}),
+  };
+}
+
+/**
+ * Whether a computed checksum differs from what runs now: the old object's value on UPDATE, nothing on
+ * CREATE. A checksum not computed (no ConfigMap, or no Secret, consumed) changes nothing.
+ */
+function changedFromRunning(request: AdmissionRequest, key: string | undefined, checksum: string | undefined): boolean {
+  if (key === undefined || checksum === undefined) return false;
+  const previous = request.operation === 'UPDATE' ? readAnnotation(request.oldObject, TEMPLATE_METADATA, key) : undefined;
+  return previous !== checksum;
 }
 
 /** Requests that are not a CREATE or UPDATE of a namespaced apps/v1 workload itself. */
@@ -69,38 +89,52 @@ function skipped(reason: string, result: AdmissionResult = allowed()): Mutation 
   return { result, outcome: 'skipped', reason, checksumChanged: false, configMaps: 0 };
 }
 
+type FailOpenSettings = MutateSettings & { readonly keys: { readonly config: string; readonly secret: string | undefined } };
+
 /**
- * Nothing may change. One thing is still done: when an UPDATE dropped the checksum annotation (a full
+ * Nothing may change. One thing is still done: when an UPDATE dropped a checksum annotation (a full
  * replace by a tool that does not know it), the previous value is put back, or the drop itself would roll.
  */
-function failOpen(request: AdmissionRequest, settings: MutateSettings, decision: Extract<WorkloadDecision, { kind: 'fail-open' }>): Mutation {
+function failOpen(request: AdmissionRequest, settings: FailOpenSettings, decision: Extract<WorkloadDecision, { kind: 'fail-open' }>): Mutation {
   const patch: PatchOperation[] = [];
   if (request.operation === 'UPDATE') {
-    const keep = (path: readonly string[], key: string): void => {
-      const previous = readAnnotation(request.oldObject, path, key);
-      if (previous !== undefined && readAnnotation(request.object, path, key) === undefined) patch.push(setAnnotation(request.object, path, key, previous));
-    };
-    keep(TEMPLATE_METADATA, settings.checksumAnnotation);
-    keep(WORKLOAD_METADATA, CONTRACT.sourcesAnnotation);
+    const checksums = [settings.keys.config, settings.keys.secret].filter((key): key is string => key !== undefined);
+    patch.push(...restoreDropped(request, TEMPLATE_METADATA, checksums), ...restoreDropped(request, WORKLOAD_METADATA, [CONTRACT.sourcesAnnotation]));
   }
-  return { result: patched(patch, [failOpenWarning(decision, settings)]), outcome: 'fail-open', reason: decision.reason, checksumChanged: false, configMaps: decision.configMaps };
+  const secrets = decision.secrets > 0 ? { secrets: decision.secrets } : {};
+  return { result: patched(patch, [failOpenWarning(decision, settings)]), outcome: 'fail-open', reason: decision.reason, checksumChanged: false, configMaps: decision.configMaps, ...secrets };
+}
+
+/** The annotations of `keys` at `path` that the old object had and this UPDATE dropped, set back in one go. */
+function restoreDropped(request: AdmissionRequest, path: readonly string[], keys: readonly string[]): PatchOperation[] {
+  const dropped: Array<[string, string]> = [];
+  for (const key of keys) {
+    const previous = readAnnotation(request.oldObject, path, key);
+    if (previous !== undefined && readAnnotation(request.object, path, key) === undefined) dropped.push([key, previous]);
+  }
+  return dropped.length > 0 ? setAnnotations(request.object, path, dropped) : [];
 }
 
 function failOpenWarning(decision: Extract<WorkloadDecision, { kind: 'fail-open' }>, settings: MutateSettings): string {
   switch (decision.reason) {
     case 'too-many-configmaps':
+      if (decision.secrets > 0) return warning(`pod template consumes ${decision.configMaps} ConfigMaps and ${decision.secrets} Secrets, over the limit of ${settings.maxConfigMaps}; checksums left unchanged`);
       return warning(`pod template consumes ${decision.configMaps} ConfigMaps, over the limit of ${settings.maxConfigMaps}; checksum left unchanged`);
     case 'annotations-full':
       return warning('pod template annotations near the 256 KiB limit; checksum left unchanged');
+    case 'hash-key-unavailable':
+      return warning('the hash key for Secrets is not loaded yet; checksums left unchanged, nothing rolls');
     case 'configmap-unreadable':
-      return unreadableWarning(decision.unreadable);
+      return unreadableWarning('ConfigMap', decision.unreadable, decision.secrets > 0 ? 'checksums' : 'checksum');
+    case 'secret-unreadable':
+      return unreadableWarning('Secret', decision.unreadable, 'checksums');
   }
 }
 
-function unreadableWarning(unreadable: ReadonlyArray<{ readonly name: string; readonly reason: string }>): string {
+function unreadableWarning(kind: 'ConfigMap' | 'Secret', unreadable: ReadonlyArray<{ readonly name: string; readonly reason: string }>, what: 'checksum' | 'checksums'): string {
   const first = unreadable[0]!;
   const more = unreadable.length > 1 ? ` and ${unreadable.length - 1} more` : '';
-  return warning(`could not read ConfigMap "${first.name}"${more} (${first.reason}); checksum left unchanged, nothing rolls`);
+  return warning(`could not read ${kind} "${first.name}"${more} (${first.reason}); ${what} left unchanged, nothing rolls`);
 }
 
 /**
@@ -137,5 +171,13 @@ function warningFor(problem: ChecksumProblem): string {
       return warning(`key "${problem.key}" not found in ConfigMap "${problem.name}"; hashed as absent`);
     case 'invalid-extra-configmap':
       return warning(`${CONTRACT.extraConfigMapsAnnotation}: "${problem.value}" is not a ConfigMap name in this namespace; ignored`);
+    case 'missing-secret':
+      return warning(`Secret "${problem.name}" not found; hashed as absent, pods roll when it is created`);
+    case 'invalid-secret-name':
+      return warning(`"${problem.name}" is not a valid Secret name; not read, hashed as absent`);
+    case 'missing-secret-key':
+      return warning(`key "${problem.key}" not found in Secret "${problem.name}"; hashed as absent`);
+    case 'invalid-extra-secret':
+      return warning(`${CONTRACT.extraSecretsAnnotation}: "${problem.value}" is not a Secret name in this namespace; ignored`);
   }
 }

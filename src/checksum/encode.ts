@@ -10,12 +10,20 @@
 //     if present: field(<n data>) n × (field(key) field(value as UTF-8))
 //                 field(<n binaryData>) n × (field(key) field(decoded bytes))
 //   keys sorted by UTF-8 byte order within each map.
+//
+// Secrets (--secrets) go through the same encoding, byte for byte, with "ConfigMap" read as "Secret": the
+// count is the number of Secrets, each is named, present or absent, and its consumed keys are listed. A
+// Secret's `data` values are base64 like a ConfigMap's binaryData: they are decoded and go into the
+// binaryData section, and the data section is empty (0 entries). Secrets are never mixed with ConfigMaps in
+// one encoding. Their digest is keyed (keyedChecksumV1, HMAC-SHA256 with the install's own random key),
+// because a plain hash of a low-entropy secret, in an annotation anyone who can read the workload can
+// read, lets them test guesses offline. The golden vectors pin the keyed output with a fixed test key.
 
-import { hash } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 export const ENCODING_VERSION_TAG = 'config-checksum.io/v1';
 
-/** The consumed part of one ConfigMap, as it goes into the checksum. */
+/** The consumed part of one ConfigMap (or Secret), as it goes into the checksum. */
 export interface HashedConfigMap {
   readonly name: string;
   /** Undefined when the ConfigMap does not exist (hashed as absent). */
@@ -30,6 +38,14 @@ export interface HashedConfigMap {
 /** SHA-256 over the v1 encoding, as 64 lowercase hex characters (the form Helm's sha256sum gives). */
 export function checksumV1(configMaps: readonly HashedConfigMap[]): string {
   return hash('sha256', encodeV1(configMaps), 'hex');
+}
+
+/**
+ * HMAC-SHA256 keyed with `key` over the same v1 encoding, as 64 lowercase hex characters: the checksum of
+ * the Secrets a workload consumes. Without the key, the value says nothing about the Secrets' content.
+ */
+export function keyedChecksumV1(key: Uint8Array, secrets: readonly HashedConfigMap[]): string {
+  return createHmac('sha256', key).update(encodeV1(secrets)).digest('hex');
 }
 
 /** The v1 encoding itself: hashed by checksumV1, and pinned byte for byte by the golden vectors. */

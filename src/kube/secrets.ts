@@ -1,5 +1,6 @@
-// The webhook's own Secret (the self-managed certificate, tls/self-managed.ts): read, and written under
-// optimistic concurrency so replicas starting together agree on one.
+// The webhook's own Secrets (the self-managed certificate, tls/self-managed.ts; the hash key of Secrets,
+// secrets/hash-key.ts): read, and written under optimistic concurrency so replicas starting together
+// agree on one.
 
 import { asObject, type JsonObject } from '../util/json.ts';
 import { ApiError, type KubeHttp } from './http.ts';

@@ -9,6 +9,7 @@ import type { MutateSettings } from '../admission/mutate.ts';
 import { decodeReview } from '../admission/review.ts';
 import { asObject, asString } from '../util/json.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
+import type { SecretSource } from '../workload/decision.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { parseJsonBody } from './json-body.ts';
@@ -16,6 +17,8 @@ import type { Readiness } from './readiness.ts';
 
 export interface AppParts {
   readonly reader: ConfigMapReader;
+  /** With --secrets: how Secrets are read and hashed. Absent: no Secret is ever read. */
+  readonly secrets?: SecretSource | undefined;
   readonly settings: MutateSettings;
   readonly logger: Logger;
   readonly metrics: Metrics;

@@ -144,3 +144,34 @@ export function createMetrics(): Metrics {
     }),
   };
 }
+
+/** The metrics of Secrets (--secrets), registered only then: an install without Secrets shows none of them. */
+export interface SecretMetrics {
+  readonly secretReads: Counter<'result'>;
+  readonly secretReadDuration: Histogram<'result'>;
+  readonly hashKeyLoaded: Gauge;
+}
+
+export function registerSecretMetrics(registry: Registry): SecretMetrics {
+  const registers = [registry];
+  return {
+    secretReads: new Counter({
+      name: 'config_checksum_secret_reads_total',
+      help: 'Live Secret reads during admission, by result (found, missing, unreadable).',
+      labelNames: ['result'],
+      registers,
+    }),
+    secretReadDuration: new Histogram({
+      name: 'config_checksum_secret_read_duration_seconds',
+      help: 'Duration of one live Secret read.',
+      labelNames: ['result'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers,
+    }),
+    hashKeyLoaded: new Gauge({
+      name: 'config_checksum_secret_hash_key_loaded',
+      help: '1 once the HMAC key of checksum/secret is loaded, else 0 (until then workloads that consume Secrets are left unchanged).',
+      registers,
+    }),
+  };
+}

@@ -15,7 +15,7 @@
 // changed while nobody watched, or an event was missed); only the leader writes.
 
 import { fitsAnnotations, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
-import { decideWorkload } from '../workload/decision.ts';
+import { decideWorkload, type SecretSource, type WorkloadDecision } from '../workload/decision.ts';
 import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import { CONTRACT, type Config } from '../config.ts';
@@ -73,6 +73,8 @@ export interface WatcherParts {
   /** The watcher's own timers (scope refresh and retry, backoff of pending changes, the periodic pass); the real clock unless given. */
   readonly clock?: Clock;
   readonly reader: ConfigMapReader;
+  /** With --secrets: the webhook's own view of Secrets, so both decide alike (caps, missing Secrets, the request value). */
+  readonly secrets?: SecretSource | undefined;
   readonly listWatch: (options: ReflectorOptions, handlers: ReflectorHandlers) => ListWatch;
   readonly leadership: (options: LeaderOptions) => Leadership;
   readonly logger: Logger;
@@ -141,6 +143,7 @@ export class Watcher {
   readonly #listWatch: WatcherParts['listWatch'];
   readonly #clock: Clock;
   readonly #reader: ConfigMapReader;
+  readonly #secrets: SecretSource | undefined;
   readonly #options: WatcherOptions;
   readonly #log: Logger;
   readonly #metrics: Metrics;
@@ -185,6 +188,7 @@ export class Watcher {
     this.#listWatch = parts.listWatch;
     this.#clock = parts.clock ?? REAL_CLOCK;
     this.#reader = parts.reader;
+    this.#secrets = parts.secrets;
     this.#options = options;
     this.#log = parts.logger.child({ component: 'watcher' });
     this.#metrics = parts.metrics;
@@ -518,12 +522,21 @@ export class Watcher {
     if (answer.state === 'conflict') return 'conflict';
     // Rolled when the webhook changed the checksum in our request: to the value we computed, or to a newer
     // one if config changed again meanwhile (its reads are as live as ours). Unchanged: it did not run.
-    const rolledTo = readAnnotation(answer.object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
-    if (rolledTo === stale.current || rolledTo === undefined) {
+    const rolledTo = this.#rolledTo(object, answer.object, stale.current);
+    if (rolledTo === undefined) {
       throw new OperationalError(`rollout requested (${CONTRACT.requestedAnnotation}=${stale.checksum.slice(0, 12)}) but the webhook did not set the checksum (down, timed out or failed open); still pending`);
     }
     await this.#rolledOut(trigger, metadataString(object, 'uid') ?? '', rolledTo);
     return 'done';
+  }
+
+  /** The checksum the webhook set in our request, when it changed either checksum; undefined when it did not run. */
+  #rolledTo(before: JsonObject, answer: JsonObject, current: string): string | undefined {
+    const rolledTo = readAnnotation(answer, TEMPLATE_METADATA, this.#options.checksumAnnotation);
+    if (rolledTo !== current && rolledTo !== undefined) return rolledTo;
+    const secret = this.#secrets?.annotation;
+    const secretRolled = secret !== undefined && readAnnotation(answer, TEMPLATE_METADATA, secret) !== readAnnotation(before, TEMPLATE_METADATA, secret);
+    return secretRolled ? current : undefined;
   }
 
   /**
@@ -535,17 +548,21 @@ export class Watcher {
     // nothing). Checked before the decision, which would read their ConfigMaps; it checks eligibility itself.
     const current = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
     if (current === undefined) return 'no-checksum';
-    const decision = await decideWorkload(object, ref.namespace, this.#reader, this.#options);
+    const decision = await decideWorkload(object, ref.namespace, { configMaps: this.#reader, secrets: this.#secrets }, this.#options);
     if (decision.kind === 'skip') return decision.reason;
-    if (decision.kind === 'fail-open' && decision.reason !== 'configmap-unreadable') return decision.reason;
-    if (decision.kind === 'fail-open') throw new OperationalError(`ConfigMaps unreadable: ${decision.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
-    if (decision.checksum === current) return 'up-to-date';
+    if (decision.kind === 'fail-open' && !PENDING.has(decision.reason)) return decision.reason;
+    if (decision.kind === 'fail-open') throw pendingError(decision);
+    // Only checksum/config makes a workload stale here. A checksum/secret that differs alone may as well
+    // mean a new hash key (lost, or a reinstall) as a changed Secret: rolling on it from a level-based
+    // pass would roll every Secret-consuming workload at once, where a new key must only show at each
+    // workload's next write. The request still carries both checksums, and the webhook sets both.
+    if (decision.checksum === current || decision.checksum === undefined) return 'up-to-date';
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
     // workload's next write still hashes it as absent, with a warning to whoever writes.
     if (decision.problems.some((problem) => MISSING.has(problem.kind))) return 'required-config-missing';
     // The request annotation itself must not take the workload over the API server's annotation limit.
-    if (!fitsAnnotations(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, decision.checksum)) return 'annotations-full';
-    return { checksum: decision.checksum, current };
+    if (!fitsAnnotations(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, decision.requested)) return 'annotations-full';
+    return { checksum: decision.requested, current };
   }
 
   /** A rollout the webhook performed in our request: counted, logged and left as an Event, once. */
@@ -616,7 +633,15 @@ export class Watcher {
 }
 
 /** Problems that mean a required ConfigMap or key is not there: new pods could not start. */
-const MISSING: ReadonlySet<string> = new Set(['missing-configmap', 'missing-key', 'invalid-configmap-name']);
+const MISSING: ReadonlySet<string> = new Set(['missing-configmap', 'missing-key', 'invalid-configmap-name', 'missing-secret', 'missing-secret-key', 'invalid-secret-name']);
+/** Fail-open reasons that pass (config or the hash key readable again): the change stays pending. */
+const PENDING: ReadonlySet<string> = new Set(['configmap-unreadable', 'secret-unreadable', 'hash-key-unavailable']);
+
+/** Why a change stays pending: the ConfigMaps or Secrets that could not be read (names only), or the missing hash key. */
+function pendingError(decision: Extract<WorkloadDecision, { kind: 'fail-open' }>): OperationalError {
+  if (!('unreadable' in decision)) return new OperationalError(`${decision.reason}: the hash key of Secrets is not loaded`);
+  return new OperationalError(`${decision.reason === 'configmap-unreadable' ? 'ConfigMaps' : 'Secrets'} unreadable: ${decision.unreadable.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
+}
 
 function objectName(object: JsonObject): { namespace: string; name: string } {
   const metadata = asObject(object['metadata']);

@@ -21,21 +21,31 @@ export function escapePointerSegment(segment: string): string {
  * from the object root, e.g. ['spec', 'template', 'metadata']). Only the deepest missing ancestor is added.
  */
 export function setAnnotation(object: unknown, metadataPath: readonly string[], key: string, value: string): PatchOperation {
+  return setAnnotations(object, metadataPath, [[key, value]])[0]!;
+}
+
+/**
+ * Sets several annotations of one metadata: one `add` per key when the annotations map exists; otherwise
+ * one `add` that creates the deepest missing ancestor with every key in it (a second such `add` would
+ * replace the map the first one created).
+ */
+export function setAnnotations(object: unknown, metadataPath: readonly string[], entries: ReadonlyArray<readonly [string, string]>): PatchOperation[] {
   const path = [...metadataPath, 'annotations'];
   let node: JsonObject | undefined = asObject(object);
   for (let depth = 0; depth < path.length; depth++) {
     const segment = path[depth]!;
     const child: JsonObject | undefined = asObject(node?.[segment]);
     if (!child) {
-      // Build { path[depth+1]: { ... { key: value } } } and add it at path[0..depth].
-      let missing: unknown = { [key]: value };
+      // Build { path[depth+1]: { ... { key: value } } } and add it at path[0..depth]. fromEntries defines
+      // own properties, so even `__proto__` is an annotation like any other.
+      let missing: unknown = Object.fromEntries(entries);
       for (let inner = path.length - 1; inner > depth; inner--) missing = { [path[inner]!]: missing };
-      return { op: 'add', path: pointer(path.slice(0, depth + 1)), value: missing };
+      return [{ op: 'add', path: pointer(path.slice(0, depth + 1)), value: missing }];
     }
     node = child;
   }
   // `add` on an existing member replaces it, so this is idempotent.
-  return { op: 'add', path: pointer([...path, key]), value };
+  return entries.map(([key, value]) => ({ op: 'add', path: pointer([...path, key]), value }));
 }
 
 function pointer(segments: readonly string[]): string {
@@ -60,9 +70,16 @@ export const TOTAL_ANNOTATION_BYTES = 256 * 1024;
 
 /** Whether setting `annotations[key] = value` at `metadataPath` keeps that map within TOTAL_ANNOTATION_BYTES. */
 export function fitsAnnotations(object: unknown, metadataPath: readonly string[], key: string, value: string): boolean {
+  return fitsAllAnnotations(object, metadataPath, [[key, value]]);
+}
+
+/** Whether setting every one of `entries` at `metadataPath` keeps that map within TOTAL_ANNOTATION_BYTES. */
+export function fitsAllAnnotations(object: unknown, metadataPath: readonly string[], entries: ReadonlyArray<readonly [string, string]>): boolean {
   let node: JsonObject | undefined = asObject(object);
   for (const segment of [...metadataPath, 'annotations']) node = asObject(node?.[segment]);
-  let total = Buffer.byteLength(key) + Buffer.byteLength(value);
-  for (const [name, existing] of stringEntries(node)) if (name !== key) total += Buffer.byteLength(name) + Buffer.byteLength(existing);
+  const setting = new Set(entries.map(([key]) => key));
+  let total = 0;
+  for (const [key, value] of entries) total += Buffer.byteLength(key) + Buffer.byteLength(value);
+  for (const [name, existing] of stringEntries(node)) if (!setting.has(name)) total += Buffer.byteLength(name) + Buffer.byteLength(existing);
   return total <= TOTAL_ANNOTATION_BYTES;
 }

@@ -1,15 +1,18 @@
-// No leaks of config. Every ConfigMap value here carries a canary; servers run at every log
+// No leaks of config. Every ConfigMap value (and, with --secrets, every Secret value) here carries a canary; servers run at every log
 // level (trace included) with all output captured: log lines, answers (bodies and headers), warnings and
 // /metrics. The canary must appear nowhere, whatever the outcome (patched, unchanged, missing key or
 // ConfigMap, unreadable, over the limit, dry run, malformed request).
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { startServer } from '../../src/server/https.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { registerSecretMetrics } from '../../src/telemetry/metrics.ts';
 import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import { CONTRACT } from '../../src/config.ts';
-import { admissionRequest, reviewBody } from '../support/fakes.ts';
+import { admissionRequest, FakeReader, reviewBody, secretData } from '../support/fakes.ts';
 import { CANARY, RecordingReader, traceParts } from '../support/observation.ts';
 import { httpsCall } from '../support/https.ts';
 import { writeTls } from '../support/tls.ts';
@@ -127,4 +130,112 @@ test('a reader that throws with config data in its error: answered fail-open, an
     tls.cleanup();
   }
   assert.deepEqual(parts.log.leaks, [], 'mutate() failures are logged with the error message and stack verbatim');
+});
+
+// ---- Secrets (--secrets on) ----------------------------------------------------------------------------------
+// Every Secret value carries its own canary, and Secrets reach the webhook base64-encoded: neither the
+// canary nor any stored base64 value nor the HMAC key may appear in an answer (body, headers, decoded
+// patch, warnings), a log line at any level, or /metrics, whatever the outcome.
+
+const SECRET_CANARY = 'secret-canary-8d1e4a70-leak';
+const SECRET_VALUES: Record<string, Record<string, string>> = {
+  db: { password: SECRET_CANARY, user: `${SECRET_CANARY}-user` },
+  tls: { 'tls.key': `-----BEGIN PRIVATE KEY-----\n${SECRET_CANARY}\n`, 'tls.crt': `${SECRET_CANARY}\u0000\u00ff` },
+};
+const HASH_KEY = Buffer.from(Array.from({ length: 32 }, (_, index) => 0xa0 + index));
+
+/** Everything the app logs, kept whole (a few hundred lines), so every needle can be looked for at the end. */
+class WholeLog extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.text += chunk.toString('utf8');
+    callback();
+  }
+}
+
+/** The strings that must never leave: the canary, each stored (base64) value, and the key in its encodings. */
+function secretNeedles(): string[] {
+  const stored = Object.values(secretData(SECRET_VALUES.db!).data ?? {}).concat(Object.values(secretData(SECRET_VALUES.tls!).data ?? {}));
+  return [SECRET_CANARY, ...stored, HASH_KEY.toString('base64'), HASH_KEY.toString('hex'), HASH_KEY.toString('base64url')];
+}
+
+/** A Secret reader that throws with the Secret's data in its message, as a broken one might. */
+class QuotingSecretReader extends FakeReader {
+  override async read(namespace: string, name: string, signal: AbortSignal): Promise<ConfigMapLookup> {
+    if (name === 'explodes') throw new Error(`cannot decode Secret body {"data":{"password":"${secretData(SECRET_VALUES.db!).data!['password']}"}}`);
+    return super.read(namespace, name, signal);
+  }
+}
+
+function secretDeployment(options: { env?: Array<[string, string, boolean?]>; envFrom?: string[]; volumes?: string[]; projected?: string[]; extra?: string; configMap?: boolean; templateAnnotations?: Record<string, string> } = {}): Record<string, unknown> {
+  const base = deploymentUsing({ volumes: options.configMap === false ? [] : ['app'], ...(options.templateAnnotations ? { templateAnnotations: options.templateAnnotations } : {}) }) as { metadata: Record<string, unknown>; spec: { template: { spec: { containers: Array<Record<string, unknown>>; volumes: unknown[] } } } };
+  if (options.extra) base.metadata['annotations'] = { [CONTRACT.extraSecretsAnnotation]: options.extra };
+  const container = base.spec.template.spec.containers[0]!;
+  container['env'] = (options.env ?? []).map(([secret, key, optional], i) => ({ name: `S${i}`, valueFrom: { secretKeyRef: { name: secret, key, ...(optional === undefined ? {} : { optional }) } } }));
+  container['envFrom'] = (options.envFrom ?? []).map((name) => ({ secretRef: { name } }));
+  base.spec.template.spec.volumes.push(...(options.volumes ?? []).map((name) => ({ name: `s-${name}`, secret: { secretName: name } })));
+  if (options.projected) base.spec.template.spec.volumes.push({ name: 'projected', projected: { sources: options.projected.map((name) => ({ secret: { name } })) } });
+  return base;
+}
+
+const SECRET_CASES: Array<{ label: string; object: Record<string, unknown>; operation?: string; dryRun?: boolean; old?: Record<string, unknown>; keyLoaded?: boolean }> = [
+  { label: 'patched (env, envFrom, volume, projected)', object: secretDeployment({ env: [['db', 'password']], envFrom: ['db'], volumes: ['tls'], projected: ['tls', 'db'] }) },
+  { label: 'Secrets only', object: secretDeployment({ envFrom: ['tls'], configMap: false }) },
+  { label: 'dry run', object: secretDeployment({ volumes: ['tls', 'db'] }), dryRun: true },
+  { label: 'missing key and missing Secret', object: secretDeployment({ env: [['db', 'NOPE'], ['gone', 'X'], ['gone-optional', 'X', true]] }) },
+  { label: 'unreadable Secret (fail-open)', object: secretDeployment({ volumes: ['db', 'broken'] }) },
+  { label: 'unreadable on UPDATE that dropped both checksums', object: secretDeployment({ volumes: ['broken'] }), operation: 'UPDATE', old: secretDeployment({ volumes: ['broken'], templateAnnotations: { 'checksum/config': 'a'.repeat(64), 'checksum/secret': 'b'.repeat(64) } }) },
+  { label: 'extra-secrets annotation, one invalid name', object: secretDeployment({ extra: 'db, Not_Valid' }) },
+  { label: 'over --max-configmaps with Secrets', object: secretDeployment({ volumes: Array.from({ length: 70 }, (_, i) => `s-${i}`) }) },
+  { label: 'hash key not loaded', object: secretDeployment({ envFrom: ['db'] }), keyLoaded: false },
+  { label: 'a reader that throws with Secret data in its error', object: secretDeployment({ envFrom: ['db', 'explodes'] }) },
+];
+
+test('with --secrets: no Secret value, stored value or hash key appears in logs, answers, warnings or /metrics, at any log level', { timeout: 60_000 }, async (t) => {
+  const tls = writeTls();
+  const agent = new https.Agent({ keepAlive: true });
+  const needles = secretNeedles();
+  const warnings = new Set<string>();
+  let answers = 0;
+  try {
+    for (const level of LEVELS) {
+      const log = new WholeLog();
+      const secrets = Object.fromEntries(Object.entries(SECRET_VALUES).map(([name, values]) => [name, secretData(values)]));
+      const parts = { ...traceParts(new RecordingReader(CONFIG_MAPS), {}, level), logger: createLogger(level, log) };
+      registerSecretMetrics(parts.metrics.registry);
+      for (const c of SECRET_CASES) {
+        const source = { reader: new QuotingSecretReader(secrets, { broken: 'HTTP 403' }), key: () => (c.keyLoaded === false ? undefined : HASH_KEY), annotation: 'checksum/secret' };
+        const server = await startServer({ ...parts, secrets: source }, { host: '127.0.0.1', port: 0, tls: { certFile: tls.certFile, keyFile: tls.keyFile }, drainSeconds: 0 });
+        try {
+          const body = JSON.stringify(reviewBody(admissionRequest(c.object, { uid: `secret-leak-${level}-${answers}`, operation: c.operation ?? 'CREATE', oldObject: c.old ?? null, dryRun: c.dryRun ?? false })));
+          const answer = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/mutate?timeout=5s', body, contentType: 'application/json', agent });
+          answers++;
+          assert.equal(answer.status, 200, c.label);
+          const response = (JSON.parse(answer.text) as { response: { allowed: boolean; warnings?: string[]; patch?: string } }).response;
+          assert.equal(response.allowed, true, c.label);
+          for (const warning of response.warnings ?? []) warnings.add(warning);
+          const decodedPatch = response.patch ? Buffer.from(response.patch, 'base64').toString('utf8') : '';
+          if (c.label.startsWith('patched') || c.label === 'Secrets only') assert.match(decodedPatch, /checksum~1secret|"checksum\/secret":"[0-9a-f]{64}"/, `${c.label}: hashed`);
+          for (const [what, text] of [['body', answer.text], ['headers', JSON.stringify(answer.headers)], ['patch', decodedPatch]] as const) {
+            for (const needle of needles) assert.ok(!text.includes(needle), `${level} / ${c.label}: "${needle.slice(0, 12)}…" in the ${what}`);
+          }
+          const metrics = await httpsCall({ port: server.port, ca: tls.ca.certificate, path: '/metrics', agent });
+          for (const needle of needles) assert.ok(!metrics.text.includes(needle), `${level} / ${c.label}: in /metrics`);
+        } finally {
+          await server.stop();
+        }
+      }
+      for (const needle of needles) assert.ok(!log.text.includes(needle), `${level}: "${needle.slice(0, 12)}…" in a log line`);
+      if (level === 'trace') assert.ok(log.text.split('\n').length > SECRET_CASES.length, 'the admissions were logged');
+    }
+    t.diagnostic(`${answers} admissions with Secrets at ${LEVELS.length} log levels; ${warnings.size} distinct warnings: ${[...warnings].join(' | ')}`);
+    // The cases reached what they are named after.
+    assert.ok([...warnings].some((w) => w.includes('could not read Secret "broken"')));
+    assert.ok([...warnings].some((w) => w.includes('key "NOPE" not found in Secret "db"')));
+    assert.ok([...warnings].some((w) => w.includes('hash key for Secrets is not loaded')));
+    assert.ok([...warnings].some((w) => w.includes('internal error')));
+  } finally {
+    agent.destroy();
+    tls.cleanup();
+  }
 });

@@ -6,6 +6,7 @@ import type { ConfigMapLookup } from '../../src/checksum/compute.ts';
 import type { ConfigMapReader } from '../../src/kube/configmaps.ts';
 import type { MutateSettings } from '../../src/admission/mutate.ts';
 import type { AdmissionRequest } from '../../src/admission/review.ts';
+import type { SecretSource } from '../../src/workload/decision.ts';
 
 /** The data part of a ConfigMap as the API server returns it (metadata is ignored by the product). */
 export interface ConfigMapData {
@@ -81,6 +82,28 @@ export class SlowReader implements ConfigMapReader {
       this.inFlight--;
     }
   }
+}
+
+/** A fixed HMAC key for tests (bytes 0x00..0x1f), the one the keyed golden vectors use. */
+export const TEST_HASH_KEY = Uint8Array.from({ length: 32 }, (_, index) => index);
+
+/** A Secret as the API server returns it: `data` values base64 (given here in plain text, encoded once). */
+export function secretData(plain: Record<string, string>): ConfigMapData {
+  return { data: Object.fromEntries(Object.entries(plain).map(([key, value]) => [key, Buffer.from(value, 'utf8').toString('base64')])) };
+}
+
+/**
+ * Secrets of a namespace for the decision (--secrets on): a FakeReader over `secrets` (as secretData
+ * gives them) that records every read, the key (TEST_HASH_KEY unless given; `null`: not loaded yet), and
+ * the annotation checksum/secret.
+ */
+export function fakeSecrets(
+  secrets: Record<string, ConfigMapData> = {},
+  options: { unreadable?: Record<string, string>; key?: Uint8Array | null; annotation?: string } = {},
+): SecretSource & { readonly reader: FakeReader } {
+  const reader = new FakeReader(secrets, options.unreadable);
+  const key = options.key === null ? undefined : (options.key ?? TEST_HASH_KEY);
+  return { reader, key: () => key, annotation: options.annotation ?? 'checksum/secret' };
 }
 
 export const SETTINGS: MutateSettings = Object.freeze({ checksumAnnotation: 'checksum/config', maxConfigMaps: 64, configMapReadTimeoutMs: 2000 });

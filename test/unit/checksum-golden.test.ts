@@ -6,10 +6,11 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import fc from 'fast-check';
-import { computeChecksum, planChecksum } from '../../src/checksum/compute.ts';
-import { checksumV1, encodeV1, ENCODING_VERSION_TAG, type HashedConfigMap } from '../../src/checksum/encode.ts';
+import { computeChecksum, computeChecksums, planChecksum } from '../../src/checksum/compute.ts';
+import { checksumV1, encodeV1, ENCODING_VERSION_TAG, keyedChecksumV1, type HashedConfigMap } from '../../src/checksum/encode.ts';
+import { SECRET_SOURCE } from '../../src/checksum/references.ts';
 
 /** A vector's input in plain data: absent, or present with data (strings) and binaryData (bytes). */
 interface VectorConfigMap {
@@ -299,5 +300,78 @@ describe('checksum v1 golden vectors', () => {
     const absentPlan = planChecksum({ spec: { volumes: [{ name: 'v', configMap: { name: 'app-config', optional: true } }] } }, undefined, 'x');
     const absent = computeChecksum(absentPlan, () => ({ state: 'missing' }));
     assert.equal(absent.kind === 'computed' && absent.checksum, digestOf('one absent ConfigMap'));
+  });
+});
+
+// ---- Keyed vectors: Secrets (checksum/secret) ---------------------------------------------------------------
+// HMAC-SHA256 over the same v1 bytes, with a fixed test key (bytes 0x00..0x1f). A Secret's values are
+// base64 in the API; decoded, they are the binaryData section of the encoding, and its data section is
+// empty. The literals were computed once by an encoder written apart from both the product and the
+// reference encoder above (another language, from encode.ts's header comment), then frozen: changing one
+// would change checksum/secret in every cluster that hashes Secrets.
+
+const TEST_KEY = Uint8Array.from({ length: 32 }, (_, index) => index);
+
+interface KeyedVector {
+  readonly label: string;
+  /** Secrets as the encoding holds them: binaryData only. */
+  readonly input: readonly VectorConfigMap[];
+  readonly hmacSha256: string;
+}
+
+const KEYED_VECTORS: readonly KeyedVector[] = [
+  { label: 'empty set', input: [], hmacSha256: 'a215b5c22e843ce139d59e42ac3cec8226fa9c01548c1921719793742815e23e' },
+  { label: 'one absent Secret', input: [{ name: 'db', absent: true }], hmacSha256: '2d5fde840980bebd2b9e05f4cc5d54bd8f164dbb8ecce1cb42f7d2ae2bed1195' },
+  { label: 'one key', input: [{ name: 'db', binaryData: [['password', [...Buffer.from('hunter2')]]] }], hmacSha256: 'c2c893b1f7276cc86347c04cca23de8f1918984393a7bf2667b6e790eb9883fe' },
+  {
+    label: 'tls pair with non-UTF-8 bytes',
+    input: [{ name: 'tls', binaryData: [['tls.key', [0x30, 0x82, 0x00, 0xff, 0xfe]], ['tls.crt', [...Buffer.from('-----BEGIN CERTIFICATE-----\n')]]] }],
+    hmacSha256: 'c24b89f8e3f36fd33e6f7c161dc4433a7f5d1ae6837449b9c3691e997911a66b',
+  },
+  {
+    label: 'two Secrets, one absent, names sorted',
+    input: [{ name: 'zeta', binaryData: [['k', [0x76]]] }, { name: 'alpha', absent: true }],
+    hmacSha256: 'caae06a8081ba4833028b4f7743e1476a0a249515b55e5cc050efab7d75e6d19',
+  },
+  {
+    label: 'the same bytes as the ConfigMap vector "same key and bytes in binaryData"',
+    input: [{ name: 'cm', binaryData: [['k', [0x76]]] }],
+    hmacSha256: 'c7243ebc64ab8a9f8b3567086d6ea5707db0ba0c791547197ba6cefb1bde6121',
+  },
+];
+
+describe('checksum v1 keyed golden vectors (Secrets)', () => {
+  for (const vector of KEYED_VECTORS) {
+    test(vector.label, () => {
+      const hashed = toHashed(vector.input);
+      assert.equal(createHmac('sha256', TEST_KEY).update(referenceEncode(vector.input)).digest('hex'), vector.hmacSha256, 'reference encoder, keyed');
+      assert.equal(keyedChecksumV1(TEST_KEY, hashed), vector.hmacSha256, 'keyedChecksumV1');
+      // The same bytes as the unkeyed checksum hashes: only the hash function differs.
+      assert.equal(createHmac('sha256', TEST_KEY).update(encodeV1(hashed)).digest('hex'), vector.hmacSha256);
+      assert.notEqual(checksumV1(hashed), vector.hmacSha256);
+    });
+  }
+
+  test('the keyed digest of a set equals no unkeyed one: the plain SHA-256 of a ConfigMap vector is not reused', () => {
+    const plain = VECTORS.find((v) => v.label === 'same key and bytes in binaryData')!;
+    const keyed = KEYED_VECTORS.find((v) => v.label.startsWith('the same bytes as the ConfigMap vector'))!;
+    assert.equal(checksumV1(toHashed(keyed.input)), plain.sha256, 'the same encoding');
+    assert.notEqual(keyed.hmacSha256, plain.sha256);
+  });
+
+  test('another key gives another digest for every vector', () => {
+    const other = Uint8Array.from(TEST_KEY, (byte) => byte ^ 0xff);
+    for (const vector of KEYED_VECTORS) assert.notEqual(keyedChecksumV1(other, toHashed(vector.input)), vector.hmacSha256, vector.label);
+  });
+
+  test('computeChecksums feeds the keyed encoding: a Secret\'s base64 data decoded into binaryData, absent Secrets pinned', () => {
+    const template = { spec: { containers: [{ name: 'c', envFrom: [{ secretRef: { name: 'db' } }] }] } };
+    const plan = planChecksum(template, undefined, 'config-checksum.io/extra-secrets', SECRET_SOURCE);
+    const none = { plan: { uses: [], problems: [] }, lookup: () => ({ state: 'missing' as const }) };
+    const found = computeChecksums(none, { plan, key: TEST_KEY, lookup: () => ({ state: 'found', data: { password: Buffer.from('hunter2').toString('base64') }, binaryData: undefined }) });
+    assert.equal(found.kind === 'computed' && found.secretChecksum, KEYED_VECTORS.find((v) => v.label === 'one key')!.hmacSha256);
+    assert.equal(found.kind === 'computed' && found.checksum, undefined, 'no ConfigMap consumed: no checksum/config');
+    const absent = computeChecksums(none, { plan, key: TEST_KEY, lookup: () => ({ state: 'missing' }) });
+    assert.equal(absent.kind === 'computed' && absent.secretChecksum, KEYED_VECTORS.find((v) => v.label === 'one absent Secret')!.hmacSha256);
   });
 });

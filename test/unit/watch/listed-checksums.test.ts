@@ -34,7 +34,7 @@ async function admitted(cluster: Cluster, namespace: string, name: string, uses:
     const data = cluster.get(ns)?.get(cm);
     return data ? { state: 'found', data, binaryData: undefined } : { state: 'missing' };
   } };
-  const decision = await decideWorkload(object, namespace, reader, SETTINGS);
+  const decision = await decideWorkload(object, namespace, { configMaps: reader }, SETTINGS);
   assert.equal(decision.kind, 'computed');
   if (decision.kind === 'computed') object['spec']['template']['metadata']['annotations']['checksum/config'] = decision.checksum;
   return object;

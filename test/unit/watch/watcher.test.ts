@@ -17,7 +17,7 @@ import type { LeaderOptions } from '../../../src/watch/leader.ts';
 import type { ReflectorHandlers, ReflectorOptions } from '../../../src/watch/reflector.ts';
 import { Watcher, type Leadership, type ListWatch, type WatcherOptions } from '../../../src/watch/watcher.ts';
 import type { PatchOperation } from '../../../src/workload/annotations.ts';
-import { decideWorkload } from '../../../src/workload/decision.ts';
+import { decideWorkload, type SecretSource } from '../../../src/workload/decision.ts';
 import { workloadKey, type WorkloadRef } from '../../../src/workload/kinds.ts';
 
 const NS = 'shop';
@@ -97,6 +97,8 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   readonly listWatches: FakeListWatch[] = [];
   leadership: FakeLeadership | undefined;
   readonly metrics: Metrics = createMetrics();
+  /** With --secrets: the webhook and the watcher read Secrets through this (see withSecrets()). */
+  secrets: SecretSource | undefined;
   #resourceVersion = 1;
 
   async read(_namespace: string, name: string): Promise<ConfigMapLookup> {
@@ -123,9 +125,9 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
     jsonpatch.applyOperation(object, request);
     this.requests.push(object['metadata']['annotations']['config-checksum.io/requested']);
     if (this.webhookUp) {
-      const decision = await decideWorkload(object, ref.namespace, this, OPTIONS);
+      const decision = await decideWorkload(object, ref.namespace, { configMaps: this, secrets: this.secrets }, OPTIONS);
       if (decision.kind === 'computed') {
-        object['spec']['template']['metadata']['annotations'] = { ...object['spec']['template']['metadata']['annotations'], 'checksum/config': decision.checksum };
+        object['spec']['template']['metadata']['annotations'] = { ...object['spec']['template']['metadata']['annotations'], ...checksumsOf(decision) };
       }
     }
     this.#store(ref, object);
@@ -154,9 +156,9 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
       spec: { template: { metadata: { annotations: {} }, spec: { containers: [options.container ?? { name: 'app', envFrom: configMaps.map((cm) => ({ configMapRef: { name: cm } })) }] } } },
     };
     if (options.checksum !== false) {
-      const decision = await decideWorkload(object, ref.namespace, this, OPTIONS);
+      const decision = await decideWorkload(object, ref.namespace, { configMaps: this, secrets: this.secrets }, OPTIONS);
       assert.equal(decision.kind, 'computed');
-      if (decision.kind === 'computed') object['spec']['template']['metadata']['annotations']['checksum/config'] = decision.checksum;
+      if (decision.kind === 'computed') Object.assign(object['spec']['template']['metadata']['annotations'], checksumsOf(decision));
     }
     this.#store(ref, object);
     return this.workloads.get(workloadKey(ref))!;
@@ -184,6 +186,14 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   }
 }
 
+/** The pod-template annotations the webhook sets for a computed decision. */
+function checksumsOf(decision: { checksum: string | undefined; secretChecksum: string | undefined }): Record<string, string> {
+  return {
+    ...(decision.checksum === undefined ? {} : { 'checksum/config': decision.checksum }),
+    ...(decision.secretChecksum === undefined ? {} : { 'checksum/secret': decision.secretChecksum }),
+  };
+}
+
 function configMapObject(name: string, data: Data, namespace = NS): JsonObject {
   return { metadata: { name, namespace }, data };
 }
@@ -192,6 +202,7 @@ function newWatcher(cluster: FakeCluster, options: Partial<WatcherOptions> = {})
   return new Watcher({
     api: cluster,
     reader: cluster,
+    secrets: cluster.secrets,
     listWatch: (listOptions, handlers) => {
       const listWatch = new FakeListWatch(listOptions, handlers);
       cluster.listWatches.push(listWatch);
@@ -596,6 +607,115 @@ describe('watcher', () => {
       cluster.setConfigMap('app', { level: 'debug' }, 'other');
       await sleep(WINDOW_MS * 10);
       assert.deepEqual(cluster.requests, [], 'namespace other is not in scope');
+    } finally {
+      await watcher.stop();
+    }
+  });
+});
+
+/** Secrets of the namespace, read live by webhook and watcher alike; values are kept base64, as the API serves them. */
+class SecretStore {
+  readonly secrets = new Map<string, Data>();
+  unreadable = false;
+  key = Uint8Array.from({ length: 32 }, (_, index) => index);
+
+  set(name: string, plain: Data): void {
+    this.secrets.set(name, Object.fromEntries(Object.entries(plain).map(([k, v]) => [k, Buffer.from(v).toString('base64')])));
+  }
+
+  source(): SecretSource {
+    return {
+      reader: {
+        read: async (_namespace: string, name: string): Promise<ConfigMapLookup> => {
+          if (this.unreadable) return { state: 'unreadable', reason: 'HTTP 403' };
+          const data = this.secrets.get(name);
+          return data ? { state: 'found', data, binaryData: undefined } : { state: 'missing' };
+        },
+      },
+      key: () => this.key,
+      annotation: 'checksum/secret',
+    };
+  }
+}
+
+/** A cluster whose webhook (and watcher) hash Secrets; `web` reads ConfigMap `app` and Secret `db` through envFrom. */
+async function withSecrets(): Promise<{ cluster: FakeCluster; store: SecretStore }> {
+  const cluster = new FakeCluster();
+  const store = new SecretStore();
+  cluster.secrets = store.source();
+  cluster.configMaps.set('app', { level: 'info' });
+  store.set('db', { password: 'one' });
+  await cluster.deployment('web', [], { container: { name: 'app', envFrom: [{ configMapRef: { name: 'app' } }, { secretRef: { name: 'db' } }] } });
+  return { cluster, store };
+}
+
+function secretChecksumOf(cluster: FakeCluster, name = 'web'): string | undefined {
+  return (cluster.workloads.get(workloadKey({ kind: 'Deployment', namespace: NS, name })) as Record<string, any>)['spec']['template']['metadata']['annotations']['checksum/secret'];
+}
+
+describe('watcher with --secrets', () => {
+  test('a ConfigMap change of a workload that also consumes a Secret: one request carrying both checksums; the webhook sets both; counted once', async () => {
+    const { cluster, store } = await withSecrets();
+    const beforeSecret = secretChecksumOf(cluster);
+    assert.match(beforeSecret ?? '', /^[0-9a-f]{64}$/);
+    const watcher = await startedWatcher(cluster);
+    try {
+      store.set('db', { password: 'two' });
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.events.length === 1);
+      assert.equal(cluster.requests.length, 1);
+      assert.match(cluster.requests[0]!, /^[0-9a-f]{64}$/);
+      assert.notEqual(cluster.requests[0], cluster.checksumOf('web'), 'the request value is derived from both checksums');
+      assert.notEqual(secretChecksumOf(cluster), beforeSecret, 'the webhook set checksum/secret in the same request');
+      assert.equal(await counter(cluster.metrics, 'watchRollouts'), 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a checksum/secret that differs alone (a changed Secret, or a new hash key) is not rolled by a level-based pass', async () => {
+    const { cluster, store } = await withSecrets();
+    store.set('db', { password: 'changed' });
+    store.key = Uint8Array.from({ length: 32 }, () => 7);
+    // The start-up pass finds it up to date from the ConfigMap list; the periodic pass (a minute, run in
+    // 600 ms by the fast clock) decides it from live reads.
+    const watcher = await startedWatcher(cluster, { resyncMinutes: 1 });
+    try {
+      await eventually('a periodic pass that reads the workload', () => cluster.workloadReads.length >= 1);
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+      assert.equal(cluster.events.length, 0);
+      assert.ok(((await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'up-to-date')?.value ?? 0) >= 1, 'decided, and found up to date');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('Secrets unreadable when a ConfigMap changes: nothing is asked, the change stays pending, and lands once they are readable', async () => {
+    const { cluster, store } = await withSecrets();
+    const watcher = await startedWatcher(cluster);
+    try {
+      store.unreadable = true;
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('a retry scheduled', () => (cluster.metrics.watchPending as unknown as { hashMap: Record<string, { value: number }> }).hashMap['']?.value === 1);
+      assert.deepEqual(cluster.requests, []);
+      store.unreadable = false;
+      await eventually('the retried change to land', () => cluster.events.length === 1, 5_000);
+      assert.equal(cluster.requests.length, 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a required Secret gone: a ConfigMap change rolls nothing (new pods could not start)', async () => {
+    const { cluster, store } = await withSecrets();
+    const watcher = await startedWatcher(cluster);
+    try {
+      store.secrets.delete('db');
+      cluster.setConfigMap('app', { level: 'debug' });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+      assert.equal((await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'required-config-missing')?.value, 1);
     } finally {
       await watcher.stop();
     }
