@@ -24,6 +24,7 @@ export class GoneError extends OperationalError {
 export interface ListOptions {
   readonly limit: number;
   readonly labelSelector?: string | undefined;
+  readonly fieldSelector?: string | undefined;
   readonly continueToken?: string | undefined;
 }
 
@@ -35,6 +36,7 @@ export interface ListOptions {
 export async function listPage(http: KubeHttp, path: string, options: ListOptions, onItem: (item: unknown) => void): Promise<ListPage> {
   const query = new URLSearchParams({ limit: String(options.limit) });
   if (options.labelSelector) query.set('labelSelector', options.labelSelector);
+  if (options.fieldSelector) query.set('fieldSelector', options.fieldSelector);
   if (options.continueToken) query.set('continue', options.continueToken);
   // An inactivity timeout rather than a deadline on the whole page: a large page keeps arriving, however
   // long it takes, and a silent connection still fails after the usual time.

@@ -7,7 +7,7 @@
 // shape), and the digests of one ConfigMap are one string of fixed-width pieces. About 150 bytes per
 // ConfigMap of 5 keys, against about 1 KiB as a Map of strings.
 
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { stringEntries, type JsonObject } from '../util/json.ts';
 
 /** The digests of one ConfigMap. */
@@ -42,12 +42,17 @@ export class KeySets {
   }
 }
 
-export function digestConfigMap(configMap: JsonObject, keySets: KeySets): KeyDigests {
+/**
+ * The digests of a ConfigMap, or of a Secret (`data` only) with `hmacKey`: a Secret's digests are keyed
+ * (HMAC-SHA256 with a key that never leaves the process), so even the watcher's memory holds no plain hash
+ * of a low-entropy secret.
+ */
+export function digestConfigMap(configMap: JsonObject, keySets: KeySets, hmacKey?: Uint8Array): KeyDigests {
   const entries: Array<[string, string]> = [];
   for (const [key, value] of stringEntries(configMap['data'])) entries.push([`d:${key}`, value]);
   for (const [key, value] of stringEntries(configMap['binaryData'])) entries.push([`b:${key}`, value]);
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return { keys: keySets.share(entries.map(([key]) => key)), digests: entries.map(([, value]) => digest(value)).join('') };
+  return { keys: keySets.share(entries.map(([key]) => key)), digests: entries.map(([, value]) => digest(value, hmacKey)).join('') };
 }
 
 /** Keys (without the d:/b: prefix) whose value was added, removed or changed. */
@@ -74,6 +79,7 @@ function pieceAt(digests: KeyDigests, index: number): string {
   return digests.digests.slice(index * DIGEST_CHARS, (index + 1) * DIGEST_CHARS);
 }
 
-function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64').slice(0, DIGEST_CHARS);
+function digest(value: string, hmacKey: Uint8Array | undefined): string {
+  const hash = hmacKey ? createHmac('sha256', hmacKey) : createHash('sha256');
+  return hash.update(value).digest('base64').slice(0, DIGEST_CHARS);
 }

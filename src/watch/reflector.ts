@@ -24,6 +24,8 @@ export interface ReflectorOptions {
   /** Collection path, e.g. /api/v1/configmaps or /apis/apps/v1/deployments. */
   readonly path: string;
   readonly labelSelector?: string;
+  /** A field selector for the list and the watch alike (Secrets: leave out Helm's release Secrets by type). */
+  readonly fieldSelector?: string;
   /** Called for every restart of the list/watch loop, with why. */
   readonly onRestart?: (reason: string) => void;
   readonly onError?: (error: unknown) => void;
@@ -156,7 +158,7 @@ export class Reflector {
   /** One page; undefined when an object was over the response cap and fewer objects can still be asked for. */
   async #page(limit: number, continueToken: string | undefined, seen: Set<string>): Promise<ListPage | undefined> {
     try {
-      return await listPage(this.#http, this.#options.path, { limit, labelSelector: this.#options.labelSelector, continueToken }, (item) => this.#listed(item, seen));
+      return await listPage(this.#http, this.#options.path, { limit, labelSelector: this.#options.labelSelector, fieldSelector: this.#options.fieldSelector, continueToken }, (item) => this.#listed(item, seen));
     } catch (error) {
       if (error instanceof ResponseTooLargeError && limit > 1) return undefined;
       throw error;
@@ -197,6 +199,7 @@ export class Reflector {
         timeoutSeconds: WATCH_TIMEOUT_SECONDS,
       };
       if (this.#options.labelSelector) query['labelSelector'] = this.#options.labelSelector;
+      if (this.#options.fieldSelector) query['fieldSelector'] = this.#options.fieldSelector;
       this.#watch
         .watch(this.#options.path, query, (phase: string, object: unknown) => {
           const item = asObject(object);

@@ -14,6 +14,7 @@
 // after a start, a leader change, a new namespaceSelector and every --resync-minutes (config may have
 // changed while nobody watched, or an event was missed); only the leader writes.
 
+import { randomBytes } from 'node:crypto';
 import { fitsAnnotations, readAnnotation, setAnnotation, TEMPLATE_METADATA, WORKLOAD_METADATA } from '../workload/annotations.ts';
 import { decideWorkload, type SecretSource, type WorkloadDecision } from '../workload/decision.ts';
 import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
@@ -25,7 +26,7 @@ import { loggableError, type Logger } from '../telemetry/logger.ts';
 import { OperationalError } from '../util/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
-import { configMapKey, consumesAny, DependencyIndex } from './dependents.ts';
+import { configMapKey, consumesAny, DependencyIndex, type IndexedWorkload, type SourceType } from './dependents.ts';
 import { changedKeys, digestConfigMap, KeySets, type KeyDigests } from './digests.ts';
 import { ListedChecksums } from './listed-checksums.ts';
 import type { LeaderOptions } from './leader.ts';
@@ -96,6 +97,8 @@ interface Trigger {
   readonly ref: WorkloadRef;
   /** ConfigMaps whose change led here; empty for the start-up check. */
   readonly configMaps: ReadonlySet<string>;
+  /** Secrets whose change led here (with --secrets). */
+  readonly secrets: ReadonlySet<string>;
   /** Failed attempts so far (for the backoff); 0 for a fresh change. */
   readonly failures: number;
   /** When the oldest change merged into this one was first seen (performance.now()), for the reaction metric. */
@@ -117,6 +120,7 @@ function mergeTriggers(previous: Trigger, next: Trigger): Trigger {
   return {
     ref: next.ref,
     configMaps: new Set([...previous.configMaps, ...next.configMaps]),
+    secrets: new Set([...previous.secrets, ...next.secrets]),
     failures: Math.max(previous.failures, next.failures),
     since: Math.min(previous.since, next.since),
     pass: previous.pass ?? next.pass,
@@ -148,8 +152,11 @@ export class Watcher {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #index: DependencyIndex;
-  readonly #digests = new Map<string, KeyDigests>();
+  readonly #digests: Record<SourceType, Map<string, KeyDigests>> = { configmap: new Map(), secret: new Map() };
   readonly #keySets = new KeySets();
+  // Secrets' digests are keyed with this process's own random key: nothing of a Secret's value, not even a
+  // plain hash, is kept (the checksum's key is the webhook's; this one never leaves memory).
+  readonly #secretDigestKey = randomBytes(32);
   readonly #scope = new Set<string>();
   readonly #queue: CoalescingQueue<Trigger>;
   readonly #bucket: TokenBucket;
@@ -192,7 +199,7 @@ export class Watcher {
     this.#options = options;
     this.#log = parts.logger.child({ component: 'watcher' });
     this.#metrics = parts.metrics;
-    this.#index = new DependencyIndex(options.checksumAnnotation);
+    this.#index = new DependencyIndex(options.checksumAnnotation, parts.secrets?.annotation);
     this.#listedChecksums = new ListedChecksums(this.#index);
     this.#bucket = new TokenBucket(options.rolloutRatePerSecond, options.rolloutBurst);
     this.#queue = new CoalescingQueue<Trigger>(
@@ -243,9 +250,19 @@ export class Watcher {
           this.#index.remove({ kind, ...objectName(object) });
           this.#indexChanged();
         },
-      }, () => {
-        if (++workloadsListed === WORKLOAD_KINDS.length) this.#watchConfigMaps();
+      }, {
+        listed: () => {
+          if (++workloadsListed === WORKLOAD_KINDS.length) this.#watchConfigMaps();
+        },
       });
+    }
+    if (this.#secrets) {
+      // Helm's release Secrets (large, one per revision) and service-account tokens are never config a
+      // workload consumes this way: the API server leaves them out of the list and the watch.
+      this.#watch('secrets', '/api/v1/secrets', {
+        upsert: (object) => this.#onSource('secret', object),
+        remove: (object) => this.#onSourceDeleted('secret', object),
+      }, { fieldSelector: SECRETS_FIELD_SELECTOR });
     }
     this.#maybeSynced();
     this.#leader.start();
@@ -275,16 +292,18 @@ export class Watcher {
   #watchConfigMaps(): void {
     if (this.#stopped) return;
     this.#configMapReflector = this.#watch('configmaps', '/api/v1/configmaps', {
-      upsert: (object) => this.#onConfigMap(object),
-      remove: (object) => this.#onConfigMapDeleted(object),
-    }, () => this.#listedChecksums?.finish());
+      upsert: (object) => this.#onSource('configmap', object),
+      remove: (object) => this.#onSourceDeleted('configmap', object),
+    }, { listed: () => this.#listedChecksums?.finish() });
     this.#watching = true;
   }
 
   /** A list/watch of `path`; `listed` runs once its first list is complete, before the sync is checked. */
-  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }, listed?: () => void): ListWatch {
+  #watch(resource: string, path: string, handlers: { upsert(object: JsonObject): void; remove(object: JsonObject): void }, extra: { listed?: () => void; fieldSelector?: string } = {}): ListWatch {
+    const { listed, fieldSelector } = extra;
     const reflector = this.#listWatch({
       path,
+      ...(fieldSelector ? { fieldSelector } : {}),
       onRestart: (reason) => this.#metrics.watchRestarts.inc({ resource, reason }),
       onError: (error) => this.#error(`watch-${resource}`, error),
     }, {
@@ -370,8 +389,8 @@ export class Watcher {
     this.#synced = true;
     clearTimeout(this.#notSyncedWarning);
     this.#metrics.watchSynced.set(1);
-    this.#metrics.watchConfigMaps.set(this.#digests.size);
-    this.#log.info({ configMaps: this.#digests.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
+    this.#metrics.watchConfigMaps.set(this.#digests.configmap.size);
+    this.#log.info({ configMaps: this.#digests.configmap.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
     if (this.#leader.leading) this.#checkAll('start');
   }
 
@@ -392,30 +411,39 @@ export class Watcher {
         upToDateWhenListed++;
         continue;
       }
-      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), failures: 0, since: performance.now(), pass }, 0);
+      this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set(), secrets: new Set(), failures: 0, since: performance.now(), pass }, 0);
       queued++;
     }
     listed?.clear();
     this.#log.info({ workloads: queued, upToDateWhenListed, pass }, 'checking annotated workloads');
   }
 
-  #onConfigMap(object: JsonObject): void {
+  /** A ConfigMap (or Secret) listed, added or changed: its consumers of a changed key are queued. */
+  #onSource(type: SourceType, object: JsonObject): void {
     const { namespace, name } = objectName(object);
-    const key = configMapKey(namespace, name);
-    const after = digestConfigMap(object, this.#keySets);
-    const before = this.#digests.get(key);
-    this.#digests.set(key, after);
-    this.#configMapSeen(object, namespace, name);
-    if (!this.#synced) return;
-    if (!before) this.#metrics.watchConfigMaps.set(this.#digests.size);
-    if (!this.#scope.has(namespace)) return;
+    const { before, after } = this.#remember(type, object, namespace, name);
+    if (!this.#synced || !this.#scope.has(namespace)) return;
     // A ConfigMap that appears changes every consumer's checksum (absent -> present).
     const changed = before ? changedKeys(before, after) : undefined;
-    for (const { workload, use } of this.#index.consumersOf(namespace, name)) {
+    for (const { workload, use } of this.#index.consumersOf(namespace, name, type)) {
       const unaffected = unaffectedBy(changed, use);
       if (unaffected) this.#skip(unaffected);
-      else this.#queue.add(workloadKey(workload), { ref: workload, configMaps: new Set([name]), failures: 0, since: performance.now() });
+      else this.#queue.add(workloadKey(workload), changeTrigger(workload, type === 'configmap' ? [name] : [], type === 'secret' ? [name] : []));
     }
+  }
+
+  /** Stores the new digests of a ConfigMap (or Secret); returns them with the ones they replace. */
+  #remember(type: SourceType, object: JsonObject, namespace: string, name: string): { before: KeyDigests | undefined; after: KeyDigests } {
+    const digests = this.#digests[type];
+    const key = configMapKey(namespace, name);
+    const after = digestConfigMap(object, this.#keySets, type === 'secret' ? this.#secretDigestKey : undefined);
+    const before = digests.get(key);
+    digests.set(key, after);
+    if (type === 'configmap') {
+      this.#configMapSeen(object, namespace, name);
+      if (!before && this.#synced) this.#metrics.watchConfigMaps.set(digests.size);
+    }
+    return { before, after };
   }
 
   /**
@@ -431,8 +459,9 @@ export class Watcher {
     }
     const indexed = this.#index.upsert(kind, object);
     this.#indexChanged();
-    if (!indexed || indexed.added.length === 0 || !this.#synced || indexed.workload.checksum === undefined || !this.#scope.has(indexed.workload.namespace)) return;
-    this.#queue.add(workloadKey(indexed.workload), { ref: indexed.workload, configMaps: new Set(indexed.added), failures: 0, since: performance.now() });
+    if (!indexed || indexed.added.length + indexed.addedSecrets.length === 0 || !this.#synced || !this.#scope.has(indexed.workload.namespace)) return;
+    if (indexed.workload.checksum === undefined && indexed.workload.secretChecksum === undefined) return;
+    this.#queue.add(workloadKey(indexed.workload), changeTrigger(indexed.workload, indexed.added, indexed.addedSecrets));
   }
 
   /**
@@ -471,18 +500,22 @@ export class Watcher {
     else this.#listedChecksums?.changed(namespace, name);
   }
 
-  #onConfigMapDeleted(object: JsonObject): void {
+  #onSourceDeleted(type: SourceType, object: JsonObject): void {
     const { namespace, name } = objectName(object);
-    this.#configMapSeen(undefined, namespace, name);
-    this.#digests.delete(configMapKey(namespace, name));
-    this.#metrics.watchConfigMaps.set(this.#digests.size);
+    if (type === 'configmap') this.#configMapSeen(undefined, namespace, name);
+    this.#digests[type].delete(configMapKey(namespace, name));
+    if (type === 'configmap') this.#metrics.watchConfigMaps.set(this.#digests[type].size);
     if (!this.#synced || !this.#scope.has(namespace)) return;
-    for (const { workload, use } of this.#index.consumersOf(namespace, name)) {
-      this.#skip('configmap-deleted');
-      // New pods of a workload whose required ConfigMap is gone could not start: warn, never roll.
-      const warn = use.required && workload.checksum !== undefined && this.#leader.leading;
-      if (warn) void this.#event(workload, 'Warning', 'ConfigMapDeleted', `ConfigMap ${name} was deleted; not rolling out (new pods could not start until it exists again)`);
+    for (const { workload, use } of this.#index.consumersOf(namespace, name, type)) {
+      this.#skip(`${type}-deleted`);
+      // New pods of a workload whose required ConfigMap (or Secret) is gone could not start: warn, never roll.
+      if (use.required && checksumOf(workload, type) !== undefined && this.#leader.leading) this.#warnDeleted(workload, type, name);
     }
+  }
+
+  #warnDeleted(workload: WorkloadRef, type: SourceType, name: string): void {
+    const noun = type === 'configmap' ? 'ConfigMap' : 'Secret';
+    void this.#event(workload, 'Warning', `${noun}Deleted`, `${noun} ${name} was deleted; not rolling out (new pods could not start until it exists again)`);
   }
 
   /** One attempt; a failure leaves the change pending (#retryLater), never dropped. */
@@ -510,7 +543,7 @@ export class Watcher {
   async #requestIfStale(trigger: Trigger): Promise<'done' | 'conflict'> {
     const object = await this.#api.getWorkload(trigger.ref);
     if (!object) return this.#done('workload-gone');
-    const stale = await this.#staleChecksum(object, trigger.ref);
+    const stale = await this.#staleChecksum(object, trigger);
     if (typeof stale === 'string') return this.#done(stale);
 
     await this.#bucket.take();
@@ -522,7 +555,7 @@ export class Watcher {
     if (answer.state === 'conflict') return 'conflict';
     // Rolled when the webhook changed the checksum in our request: to the value we computed, or to a newer
     // one if config changed again meanwhile (its reads are as live as ours). Unchanged: it did not run.
-    const rolledTo = this.#rolledTo(object, answer.object, stale.current);
+    const rolledTo = this.#rolledTo(object, answer.object);
     if (rolledTo === undefined) {
       throw new OperationalError(`rollout requested (${CONTRACT.requestedAnnotation}=${stale.checksum.slice(0, 12)}) but the webhook did not set the checksum (down, timed out or failed open); still pending`);
     }
@@ -530,50 +563,59 @@ export class Watcher {
     return 'done';
   }
 
-  /** The checksum the webhook set in our request, when it changed either checksum; undefined when it did not run. */
-  #rolledTo(before: JsonObject, answer: JsonObject, current: string): string | undefined {
-    const rolledTo = readAnnotation(answer, TEMPLATE_METADATA, this.#options.checksumAnnotation);
-    if (rolledTo !== current && rolledTo !== undefined) return rolledTo;
-    const secret = this.#secrets?.annotation;
-    const secretRolled = secret !== undefined && readAnnotation(answer, TEMPLATE_METADATA, secret) !== readAnnotation(before, TEMPLATE_METADATA, secret);
-    return secretRolled ? current : undefined;
+  /** The checksum annotation the webhook changed in our request, and its new value; undefined when it did not run. */
+  #rolledTo(before: JsonObject, answer: JsonObject): { annotation: string; checksum: string } | undefined {
+    for (const annotation of [this.#options.checksumAnnotation, this.#secrets?.annotation]) {
+      if (annotation === undefined) continue;
+      const after = readAnnotation(answer, TEMPLATE_METADATA, annotation);
+      if (after !== undefined && after !== readAnnotation(before, TEMPLATE_METADATA, annotation)) return { annotation, checksum: after };
+    }
+    return undefined;
   }
 
   /**
    * The checksum this workload should carry and the one it carries, when they differ; otherwise why
    * nothing is to be done. Throws when its ConfigMaps cannot be read (the change stays pending).
    */
-  async #staleChecksum(object: JsonObject, ref: WorkloadRef): Promise<{ checksum: string; current: string } | string> {
+  async #staleChecksum(object: JsonObject, trigger: Trigger): Promise<{ checksum: string } | string> {
     // Workloads without a checksum get one at their next write, never from the watcher (installing rolls
     // nothing). Checked before the decision, which would read their ConfigMaps; it checks eligibility itself.
     const current = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation);
-    if (current === undefined) return 'no-checksum';
-    const decision = await decideWorkload(object, ref.namespace, { configMaps: this.#reader, secrets: this.#secrets }, this.#options);
-    if (decision.kind === 'skip') return decision.reason;
-    if (decision.kind === 'fail-open' && !PENDING.has(decision.reason)) return decision.reason;
-    if (decision.kind === 'fail-open') throw pendingError(decision);
-    // Only checksum/config makes a workload stale here. A checksum/secret that differs alone may as well
-    // mean a new hash key (lost, or a reinstall) as a changed Secret: rolling on it from a level-based
-    // pass would roll every Secret-consuming workload at once, where a new key must only show at each
-    // workload's next write. The request still carries both checksums, and the webhook sets both.
-    if (decision.checksum === current || decision.checksum === undefined) return 'up-to-date';
+    const currentSecret = this.#secretChecksumFor(object, trigger);
+    if (current === undefined && currentSecret === undefined) return 'no-checksum';
+    const decision = computedOrWhyNot(await decideWorkload(object, trigger.ref.namespace, { configMaps: this.#reader, secrets: this.#secrets }, this.#options));
+    if (typeof decision === 'string') return decision;
+    // checksum/secret makes a workload stale only after a Secret's change event (currentSecret is read
+    // only then). In a level-based pass it would not tell a changed Secret from a new hash key (lost, or a
+    // reinstall), and rolling on it would roll every Secret-consuming workload at once, where a new key
+    // must only show at each workload's next write. The request carries both checksums; the webhook sets both.
+    if (!differs(current, decision.checksum) && !differs(currentSecret, decision.secretChecksum)) return 'up-to-date';
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
     // workload's next write still hashes it as absent, with a warning to whoever writes.
     if (decision.problems.some((problem) => MISSING.has(problem.kind))) return 'required-config-missing';
     // The request annotation itself must not take the workload over the API server's annotation limit.
     if (!fitsAnnotations(object, WORKLOAD_METADATA, CONTRACT.requestedAnnotation, decision.requested)) return 'annotations-full';
-    return { checksum: decision.requested, current };
+    return { checksum: decision.requested };
+  }
+
+  /** The workload's checksum/secret, when a Secret's change brought it here; undefined otherwise. */
+  #secretChecksumFor(object: JsonObject, trigger: Trigger): string | undefined {
+    if (!this.#secrets || trigger.secrets.size === 0) return undefined;
+    return readAnnotation(object, TEMPLATE_METADATA, this.#secrets.annotation);
   }
 
   /** A rollout the webhook performed in our request: counted, logged and left as an Event, once. */
-  async #rolledOut(trigger: Trigger, uid: string, checksum: string): Promise<void> {
-    const { ref, configMaps } = trigger;
+  async #rolledOut(trigger: Trigger, uid: string, rolled: { annotation: string; checksum: string }): Promise<void> {
+    const { ref, configMaps, secrets } = trigger;
     const seconds = (performance.now() - trigger.since) / 1000;
     this.#metrics.watchRollouts.inc({ kind: ref.kind });
     this.#metrics.watchReaction.observe(seconds);
-    const cause = configMaps.size > 0 ? `ConfigMap ${[...configMaps].sort().join(', ')} changed` : PASS_CAUSE[trigger.pass ?? 'start'];
-    this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
-    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`);
+    const changed = [['ConfigMap', configMaps], ['Secret', secrets]] as const;
+    const named = changed.filter(([, names]) => names.size > 0).map(([noun, names]) => `${noun} ${[...names].sort().join(', ')}`);
+    const cause = named.length > 0 ? `${named.join(' and ')} changed` : PASS_CAUSE[trigger.pass ?? 'start'];
+    const logged = { kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], ...(secrets.size > 0 ? { secrets: [...secrets] } : {}) };
+    this.#log.info({ ...logged, checksum: rolled.checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
+    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${rolled.annotation}=${rolled.checksum.slice(0, 12)})`);
   }
 
   #mayNotWrite(): 'stopped' | 'not-leader' | undefined {
@@ -631,6 +673,32 @@ export class Watcher {
     this.#log.warn({ operation, err: loggableError(error) }, 'watcher error');
   }
 }
+
+/** The computed decision; or why nothing is to be done; throws when the change must stay pending. */
+function computedOrWhyNot(decision: WorkloadDecision): Extract<WorkloadDecision, { kind: 'computed' }> | string {
+  if (decision.kind === 'skip') return decision.reason;
+  if (decision.kind === 'fail-open' && !PENDING.has(decision.reason)) return decision.reason;
+  if (decision.kind === 'fail-open') throw pendingError(decision);
+  return decision;
+}
+
+/** Whether a checksum the workload carries differs from the one computed now (either may be absent). */
+function differs(current: string | undefined, computed: string | undefined): boolean {
+  return current !== undefined && computed !== undefined && current !== computed;
+}
+
+function checksumOf(workload: IndexedWorkload, type: SourceType): string | undefined {
+  return type === 'configmap' ? workload.checksum : workload.secretChecksum;
+}
+
+/** A fresh change to these ConfigMaps and Secrets of `workload`. */
+function changeTrigger(workload: WorkloadRef, configMaps: readonly string[], secrets: readonly string[]): Trigger {
+  return { ref: workload, configMaps: new Set(configMaps), secrets: new Set(secrets), failures: 0, since: performance.now() };
+}
+
+// Secrets that are never config a workload consumes by reference: Helm's release records and
+// service-account tokens.
+const SECRETS_FIELD_SELECTOR = 'type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token';
 
 /** Problems that mean a required ConfigMap or key is not there: new pods could not start. */
 const MISSING: ReadonlySet<string> = new Set(['missing-configmap', 'missing-key', 'invalid-configmap-name', 'missing-secret', 'missing-secret-key', 'invalid-secret-name']);

@@ -99,6 +99,8 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   readonly metrics: Metrics = createMetrics();
   /** With --secrets: the webhook and the watcher read Secrets through this (see withSecrets()). */
   secrets: SecretSource | undefined;
+  /** The Secrets behind `secrets`, listed at start like the ConfigMaps. */
+  secretStore: SecretStore | undefined;
   #resourceVersion = 1;
 
   async read(_namespace: string, name: string): Promise<ConfigMapLookup> {
@@ -223,6 +225,7 @@ async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean
   for (const object of cluster.workloads.values()) cluster.watch('/apis/apps/v1/deployments').handlers.upsert(object);
   if (options.leading !== false) cluster.leadership!.set(true);
   // Workloads are listed first; the ConfigMaps' list/watch starts once they are.
+  for (const [name, data] of cluster.secretStore?.secrets ?? []) cluster.watch('/api/v1/secrets').handlers.upsert({ metadata: { name, namespace: NS }, data });
   for (const listWatch of [...cluster.listWatches]) listWatch.sync();
   for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
   cluster.watch('/api/v1/configmaps').sync();
@@ -643,10 +646,17 @@ async function withSecrets(): Promise<{ cluster: FakeCluster; store: SecretStore
   const cluster = new FakeCluster();
   const store = new SecretStore();
   cluster.secrets = store.source();
+  cluster.secretStore = store;
   cluster.configMaps.set('app', { level: 'info' });
   store.set('db', { password: 'one' });
   await cluster.deployment('web', [], { container: { name: 'app', envFrom: [{ configMapRef: { name: 'app' } }, { secretRef: { name: 'db' } }] } });
   return { cluster, store };
+}
+
+/** Changes a Secret and delivers its watch event (values base64, as the API serves them). */
+function setSecret(cluster: FakeCluster, store: SecretStore, name: string, plain: Data, metadata: Record<string, unknown> = {}): void {
+  store.set(name, plain);
+  cluster.watch('/api/v1/secrets').handlers.upsert({ metadata: { name, namespace: NS, ...metadata }, data: store.secrets.get(name) });
 }
 
 function secretChecksumOf(cluster: FakeCluster, name = 'web'): string | undefined {
@@ -702,6 +712,89 @@ describe('watcher with --secrets', () => {
       store.unreadable = false;
       await eventually('the retried change to land', () => cluster.events.length === 1, 5_000);
       assert.equal(cluster.requests.length, 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('Secrets are listed and watched without Helm release Secrets and service-account tokens; without --secrets, not at all', async () => {
+    const { cluster } = await withSecrets();
+    const watcher = await startedWatcher(cluster);
+    try {
+      assert.equal(cluster.watch('/api/v1/secrets').options.fieldSelector, 'type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token');
+    } finally {
+      await watcher.stop();
+    }
+    const plain = new FakeCluster();
+    const without = await startedWatcher(plain);
+    try {
+      assert.throws(() => plain.watch('/api/v1/secrets'), /a list\/watch of/);
+    } finally {
+      await without.stop();
+    }
+  });
+
+  test('a consumed Secret key changes: one request; the webhook sets checksum/secret; the Event names the Secret, never a value', async () => {
+    const { cluster, store } = await withSecrets();
+    const before = secretChecksumOf(cluster);
+    const configBefore = cluster.checksumOf('web');
+    const watcher = await startedWatcher(cluster);
+    try {
+      setSecret(cluster, store, 'db', { password: 'two-canary-value' });
+      await eventually('the rollout', () => cluster.events.length === 1);
+      assert.equal(cluster.requests.length, 1);
+      assert.notEqual(secretChecksumOf(cluster), before);
+      assert.equal(cluster.checksumOf('web'), configBefore, 'checksum/config unchanged');
+      assert.match(cluster.events[0]!.event.message, /^Secret db changed; rolling out \(checksum\/secret=[0-9a-f]{12}\)$/);
+      assert.doesNotMatch(JSON.stringify(cluster.events), /canary/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a Secret change to a key nobody consumes, or to its metadata only, requests nothing', async () => {
+    const { cluster, store } = await withSecrets();
+    store.set('tls', { 'tls.crt': 'a', 'tls.key': 'b' });
+    await cluster.deployment('keyed', [], { container: { name: 'app', env: [{ name: 'CRT', valueFrom: { secretKeyRef: { name: 'tls', key: 'tls.crt' } } }] } });
+    const watcher = await startedWatcher(cluster);
+    try {
+      setSecret(cluster, store, 'tls', { 'tls.crt': 'a', 'tls.key': 'rotated' });
+      setSecret(cluster, store, 'db', { password: 'one' }, { labels: { touched: 'yes' } });
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+      setSecret(cluster, store, 'tls', { 'tls.crt': 'renewed', 'tls.key': 'rotated-again' });
+      await eventually('the consumed key\'s change rolled', () => cluster.events.length === 1);
+      assert.equal(cluster.events[0]!.ref.name, 'keyed');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a ConfigMap and a Secret of one release changed together: one request, the Event names both', async () => {
+    const { cluster, store } = await withSecrets();
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      setSecret(cluster, store, 'db', { password: 'two' });
+      await eventually('the rollout', () => cluster.events.length === 1);
+      await sleep(WINDOW_MS * 5);
+      assert.equal(cluster.requests.length, 1);
+      assert.match(cluster.events[0]!.event.message, /^ConfigMap app and Secret db changed; rolling out/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a consumed Secret deleted: nothing rolls, a Warning Event names it', async () => {
+    const { cluster, store } = await withSecrets();
+    const watcher = await startedWatcher(cluster);
+    try {
+      store.secrets.delete('db');
+      cluster.watch('/api/v1/secrets').handlers.remove({ metadata: { name: 'db', namespace: NS } });
+      await eventually('the warning', () => cluster.events.length === 1);
+      assert.equal(cluster.events[0]!.event.type, 'Warning');
+      assert.equal(cluster.events[0]!.event.reason, 'SecretDeleted');
+      assert.deepEqual(cluster.requests, []);
     } finally {
       await watcher.stop();
     }
