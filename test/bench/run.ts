@@ -11,12 +11,19 @@
 //   npm run bench -- --only idle,scale,reaction    some scenarios (written to results/partial-*.{json,md});
 //                                     these three measure the goals against the peers, scenario 1 the fourth
 //   npm run bench -- --render test/bench/results/full.json    RESULTS.md again from a results file
+//   npm run bench -- --only hostile   the hostile inputs of the security review (issue 14) on two commits,
+//                                     before and after its fixes (default e5dbe34^ and HEAD): checks out a
+//                                     git worktree of each and runs both programs against a fake API
+//                                     server, no control plane (about 8 minutes). Not part of the default
+//                                     run, which measures this checkout only; it may be named with others
+//                                     in --only (it runs first).
 //
 // Scenarios: idle (the process at rest on a bare cluster; always first, before the others create
 // anything), webhook, api, reaction (with the shipped coalescing: a lone change, and bursts), fanout,
 // scale (with the size mix: 500 of the ConfigMaps at about 1 MiB).
 // Other flags: --no-wait-quiet, --wait-quiet-minutes N, --keep-logs (logs are otherwise kept only when a
-// scenario failed), --cpu-prof (scenario 1's servers write V8 CPU profiles to the kept log directory).
+// scenario failed), --cpu-prof (scenario 1's servers write V8 CPU profiles to the kept log directory),
+// --before REV and --after REV (the commits hostile compares).
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -39,12 +46,15 @@ import { createScaleObjects, runScale } from './scenarios/scale.ts';
 import { runSizeMix, type SizeMixResult } from './scenarios/size-mix.ts';
 import { runIdle } from './scenarios/idle.ts';
 import { runBursts } from './scenarios/bursts.ts';
+import { failedInputs, runHostile } from './scenarios/hostile.ts';
 
 const BENCH_DIR = import.meta.dirname;
 const REPO_ROOT = path.resolve(BENCH_DIR, '..', '..');
 /** In the order they run: idle needs the bare cluster, and scale's 12,500 objects would weigh on the others. */
 const SCENARIOS = ['idle', 'webhook', 'api', 'reaction', 'fanout', 'scale'] as const;
-type ScenarioName = (typeof SCENARIOS)[number];
+/** Run only when named in --only: they compare commits rather than measure this checkout. */
+const OPT_IN_SCENARIOS = ['hostile'] as const;
+type ScenarioName = (typeof SCENARIOS)[number] | (typeof OPT_IN_SCENARIOS)[number];
 
 /** Everything a mode decides; full is what RESULTS.md's goals are judged on. */
 export function plan(mode: 'full' | 'quick') {
@@ -102,6 +112,20 @@ export function plan(mode: 'full' | 'quick') {
       repetitions: full ? 3 : 1,
       restSeconds: full ? 30 : 10,
     },
+    hostile: {
+      // The parent of the first of the review's fixes (e5dbe34), and this checkout's commit.
+      before: 'e5dbe34^',
+      after: 'HEAD',
+      // The review's figures: 64 names (50 of them read as a LIST), 200 ConfigMaps of 16 KiB in the
+      // namespace, 50 admissions; 2,000 forged kinds of 64 KiB; 49,665 names (248,632 bytes, under the
+      // 256 KiB annotation limit) or 125,000 invalid entries; 20 such Deployments, 50 updates each.
+      invalidNames: { names: 64, configMaps: 200, configMapBytes: 16 * 1024, admissions: full ? 50 : 5 },
+      forgedKinds: { reviews: full ? 2_000 : 200, kindBytes: 64 * 1024, concurrency: 8, pauseSeconds: full ? 10 : 2 },
+      // Every 10 ms: kubelet probes every 10 s with a 1 s timeout, so any stall of more than a few ms is
+      // seen by some probe of a busy cluster's traffic; 10 ms resolves the review's 78-160 ms.
+      extraNames: { names: 49_665, invalidEntries: 125_000, admissions: full ? 20 : 5, probeIntervalMs: 10 },
+      watcher: { deployments: full ? 20 : 5, updatesPerDeployment: full ? 50 : 5, names: 49_665 },
+    },
   };
 }
 
@@ -116,6 +140,8 @@ async function main(): Promise<void> {
       'wait-quiet-minutes': { type: 'string', default: '25' },
       'cpu-prof': { type: 'boolean', default: false },
       'keep-logs': { type: 'boolean', default: false },
+      before: { type: 'string' },
+      after: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -132,8 +158,10 @@ async function main(): Promise<void> {
   }
   const mode = values.quick ? 'quick' : 'full';
   const only = values.only ? values.only.split(',').map((name) => name.trim()) : [...SCENARIOS];
-  for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario "${name}"; known: ${SCENARIOS.join(', ')}`);
+  const known: readonly string[] = [...SCENARIOS, ...OPT_IN_SCENARIOS];
+  for (const name of only) if (!known.includes(name)) throw new Error(`unknown scenario "${name}"; known: ${known.join(', ')}`);
   const selected = new Set(only as ScenarioName[]);
+  const needsControlPlane = SCENARIOS.some((name) => selected.has(name));
   const settings = plan(mode);
   const startedAt = new Date();
 
@@ -143,7 +171,7 @@ async function main(): Promise<void> {
     ? await waitForQuiet(Number(values['wait-quiet-minutes']) * 60_000, 30_000, say)
     : { waitedSeconds: 0, quiet: false, foreignApiServersAtStart: -1 };
 
-  const binDir = controlPlaneBinaries(say);
+  const binDir = needsControlPlane ? controlPlaneBinaries(say) : undefined;
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'config-checksum-bench-'));
   const logDir = path.join(runDir, 'bench-logs');
   mkdirSync(logDir, { recursive: true });
@@ -182,27 +210,38 @@ async function main(): Promise<void> {
     say(`wrote ${path.relative(REPO_ROOT, jsonFile)} and ${path.relative(REPO_ROOT, reportFile)}`);
   };
 
+  const ownPids = (): number[] => (environment ? registered(environment.controlPlane.registry).map((entry) => entry.pgid) : []);
+  const phase = async <T>(name: ScenarioName, run: () => Promise<T>): Promise<void> => {
+    if (!selected.has(name)) return;
+    busy.push(busySample(`${name} start`, ownPids()));
+    const phaseStarted = Date.now();
+    try {
+      (results.scenarios as Record<string, unknown>)[name] = { ...(await run()), seconds: Math.round((Date.now() - phaseStarted) / 1000) };
+    } catch (error) {
+      failures++;
+      say(`scenario ${name} FAILED: ${(error as Error).stack ?? String(error)}`);
+      (results.scenarios as Record<string, unknown>)[name] = { failed: (error as Error).message };
+    }
+    busy.push(busySample(`${name} end`, ownPids()));
+    save();
+  };
+
   try {
+    // First, with no control plane on the cores: it needs none, and two programs share them already.
+    await phase('hostile', async () => {
+      const hostileDir = path.join(runDir, 'hostile');
+      mkdirSync(hostileDir, { recursive: true });
+      const result = await runHostile({ ...settings.hostile, before: values.before ?? settings.hostile.before, after: values.after ?? settings.hostile.after, repoRoot: REPO_ROOT, runDir: hostileDir });
+      // An input that failed on one commit leaves the others' figures; its programs' logs are kept.
+      if (failedInputs(result) > 0) failures++;
+      return result;
+    });
+    if (!needsControlPlane) return;
     const started = Date.now();
-    environment = await startEnvironment({ binDir, log: (line) => say(line), handleSignals: true });
+    environment = await startEnvironment({ binDir: binDir ?? controlPlaneBinaries(say), log: (line) => say(line), handleSignals: true });
     say(`control plane and webhook ready in ${Math.round((Date.now() - started) / 1000)} s (run directory ${environment.state.runDir})`);
-    const ownPids = (): number[] => registered(environment!.controlPlane.registry).map((entry) => entry.pgid);
     const client = new KubeClient({ server: environment.state.server, ...environment.state.admin });
     const webhook = new BenchWebhook(environment);
-    const phase = async <T>(name: ScenarioName, run: () => Promise<T>): Promise<void> => {
-      if (!selected.has(name)) return;
-      busy.push(busySample(`${name} start`, ownPids()));
-      const phaseStarted = Date.now();
-      try {
-        (results.scenarios as Record<string, unknown>)[name] = { ...(await run()), seconds: Math.round((Date.now() - phaseStarted) / 1000) };
-      } catch (error) {
-        failures++;
-        say(`scenario ${name} FAILED: ${(error as Error).stack ?? String(error)}`);
-        (results.scenarios as Record<string, unknown>)[name] = { failed: (error as Error).message };
-      }
-      busy.push(busySample(`${name} end`, ownPids()));
-      save();
-    };
 
     await phase('idle', () => runIdle(webhook, settings.idle));
     await phase('webhook', async () => {
