@@ -23,6 +23,7 @@ const OVERLAYS: ReadonlyArray<{ overlay: string; values: KubeObject }> = [
   { overlay: 'cluster-wide', values: { namespace: { create: true }, mode: 'cluster-wide' } },
   { overlay: 'cert-manager', values: { namespace: { create: true }, certificates: { mode: 'cert-manager' } } },
   { overlay: 'client-certificates', values: { namespace: { create: true }, clientCertificates: { enabled: true } } },
+  { overlay: 'secrets', values: { namespace: { create: true }, secrets: { enabled: true } } },
 ];
 
 function find(objects: readonly KubeObject[], kind: string, name?: string): KubeObject {
@@ -94,6 +95,36 @@ describe('the Helm chart', () => {
     });
   });
 
+  test('secrets.enabled under another release name: the Secrets RBAC follows the release, the hash key Secret keeps the name the binary gives it', async () => {
+    const objects = await tools.renderChart({ fullnameOverride: 'cc-gw', secrets: { enabled: true } }, { release: 'anything', namespace: 'platform' });
+    const clusterRole = find(objects, 'ClusterRole', 'cc-gw-secrets');
+    assert.deepEqual(clusterRole['rules'], [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }]);
+    // The key's name is fixed in src/secrets/hash-key.ts; the webhook only ever GETs and POSTs it.
+    assert.deepEqual(find(objects, 'Role', 'cc-gw-secrets')['rules'], [
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['config-checksum-webhook-hash-key'], verbs: ['get'] },
+    ]);
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      const binding = find(objects, kind, 'cc-gw-secrets');
+      assert.equal(binding['roleRef']['name'], 'cc-gw-secrets');
+      assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'cc-gw', namespace: 'platform' }]);
+    }
+    assert.equal(args(objects).filter((arg) => arg === '--secrets=true').length, 1);
+  });
+
+  test('secrets.enabled off (the default): no Secrets RBAC, no --secrets flag, and the base RBAC reads no Secret but its own certificate', async () => {
+    const objects = await tools.renderChart();
+    assert.ok(!objects.some((object) => String(object['metadata']['name']).endsWith('-secrets')), 'no object of the Secrets option');
+    assert.ok(!args(objects).some((arg) => arg.startsWith('--secrets')));
+    const secretRules = objects
+      .filter((object) => object['kind'] === 'ClusterRole' || object['kind'] === 'Role')
+      .flatMap((object) => (object['rules'] as KubeObject[]).filter((rule) => (rule['resources'] as string[]).includes('secrets')).map((rule) => ({ kind: object['kind'], ...rule })));
+    assert.deepEqual(secretRules, [
+      { kind: 'Role', apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      { kind: 'Role', apiGroups: [''], resources: ['secrets'], resourceNames: ['config-checksum-webhook-tls'], verbs: ['get', 'update'] },
+    ]);
+  });
+
   test('the release name gives the names when it does not contain the chart name', async () => {
     const objects = await tools.renderChart({}, { release: 'checksums', namespace: 'ops' });
     assert.equal(find(objects, 'Deployment')['metadata']['name'], 'checksums-config-checksum-webhook');
@@ -151,7 +182,7 @@ describe('the Helm chart', () => {
 
   test('helm lint --strict passes for the chart in every mode, and for the example charts', async () => {
     const charts = [path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway'), path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway-apis')];
-    for (const [chart, set] of [[CHART_DIR, []], [CHART_DIR, ['--set', 'mode=cluster-wide,certificates.mode=cert-manager']], ...charts.map((c) => [c, []] as const)] as const) {
+    for (const [chart, set] of [[CHART_DIR, []], [CHART_DIR, ['--set', 'mode=cluster-wide,certificates.mode=cert-manager']], [CHART_DIR, ['--set', 'secrets.enabled=true']], ...charts.map((c) => [c, []] as const)] as const) {
       const result = await tools.runHelm(['lint', '--strict', chart, ...set]);
       assert.equal(result.code, 0, `helm lint --strict ${chart} ${set.join(' ')}:\n${result.stdout}${result.stderr}`);
     }
@@ -174,6 +205,8 @@ describe('the Helm chart', () => {
       [{ certificates: { mode: 'vault' } }, /\/certificates\/mode/],
       [{ checksumAnnotation: 'not/a/key' }, /\/checksumAnnotation/],
       [{ replicas: 0 }, /\/replicas/],
+      [{ secrets: { enabled: 'yes' } }, /\/secrets\/enabled/],
+      [{ secrets: true }, /\/secrets/],
       [{ modes: 'cluster-wide' }, /modes/],
     ] as const) {
       await assert.rejects(tools.renderChart(values as KubeObject), message, JSON.stringify(values));

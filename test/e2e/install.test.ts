@@ -135,6 +135,7 @@ const OVERLAYS: Readonly<Record<string, KubeObject>> = {
   'namespace-opt-in': OPT_IN_SELECTOR,
   'cluster-wide': CLUSTER_WIDE_SELECTOR,
   'cert-manager': OPT_IN_SELECTOR,
+  'secrets': OPT_IN_SELECTOR,
 };
 // The overlay applied for real; the others go through --dry-run=server.
 const APPLIED_OVERLAY = 'namespace-opt-in';
@@ -235,6 +236,16 @@ function assertCertManagerWiring(objects: readonly KubeObject[]): void {
   assert.ok(args.includes('--tls-mode=files'), 'cert-manager mode serves the mounted files');
 }
 
+/** The Secrets option (components/secrets): the flag, and read access to Secrets bound to the shipped ServiceAccount. */
+function assertSecretsWiring(objects: readonly KubeObject[]): void {
+  const args = find(objects, 'Deployment')['spec']['template']['spec']['containers'][0]['args'] as string[];
+  assert.ok(args.includes('--secrets=true'), 'the secrets overlay turns the option on');
+  const role = objects.find((object) => object['kind'] === 'ClusterRole' && object['metadata']['name'] === 'config-checksum-webhook-secrets');
+  assert.deepEqual(role?.['rules'], [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }], 'read access to Secrets, nothing that writes');
+  const binding = objects.find((object) => object['kind'] === 'ClusterRoleBinding' && object['roleRef']?.['name'] === 'config-checksum-webhook-secrets');
+  assert.deepEqual(binding?.['subjects'], [{ kind: 'ServiceAccount', ...SERVICE_ACCOUNT }], 'bound to the shipped ServiceAccount');
+}
+
 function crd(kind: string, plural: string): KubeObject {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
@@ -267,7 +278,7 @@ async function deleteCertManagerCrds(): Promise<void> {
   for (const definition of CERT_MANAGER_CRDS) await client.request('DELETE', `${CRD_PATH}/${definition['metadata']['name']}`);
 }
 
-test('every manifest of the three overlays is accepted by server-side apply and carries DESIGN section 7', { timeout: 180_000 }, async (t) => {
+test('every manifest of the overlays is accepted by server-side apply and carries DESIGN section 7', { timeout: 180_000 }, async (t) => {
   await createCertManagerCrds();
   const configurationPath = `${CONFIGURATION_PATH}/${state.webhookConfiguration}`;
   try {
@@ -279,6 +290,7 @@ test('every manifest of the three overlays is accepted by server-side apply and 
       assertWorkloadObjects(objects, `${overlay} (rendered)`);
     }
     assertCertManagerWiring(rendered['cert-manager']!);
+    assertSecretsWiring(rendered['secrets']!);
 
     // A real install of the default mode. The run's registration (url on 127.0.0.1, written by the
     // harness's client-side apply) would leave url beside the shipped service under server-side apply, which
@@ -307,6 +319,7 @@ test('every manifest of the three overlays is accepted by server-side apply and 
         assertWebhookConfiguration(find(objects, 'MutatingWebhookConfiguration'), OVERLAYS[other]!, `${other} (server dry run)`);
         assertWorkloadObjects(objects, `${other} (server dry run)`);
         if (other === 'cert-manager') assertCertManagerWiring(objects);
+        if (other === 'secrets') assertSecretsWiring(objects);
         t.diagnostic(`${other}: ${objects.length} objects accepted with --server-side --dry-run=server`);
       }
       assertWebhookConfiguration(await client.get(configurationPath), OPT_IN_SELECTOR, 'after the dry runs (nothing stored)');

@@ -1,7 +1,8 @@
 // Building blocks of the e2e scenarios: manifests, the checksum a test expects (computed here with the
 // pure core, independently of the webhook's HTTP path), and what the controller manager did about it.
 
-import { computeChecksum, planChecksum } from '../../../src/checksum/compute.ts';
+import { computeChecksum, computeChecksums, planChecksum, type SourceLookup } from '../../../src/checksum/compute.ts';
+import { SECRET_SOURCE } from '../../../src/checksum/references.ts';
 import { workloadParts } from '../../../src/workload/kinds.ts';
 import { CONTRACT, loadConfig } from '../../../src/config.ts';
 import { connect, loadState, writeState, type E2EState } from '../../../src/local/environment.ts';
@@ -68,6 +69,31 @@ export function expectedChecksum(object: KubeObject, configMaps: readonly KubeOb
   });
   if (outcome.kind !== 'computed') throw new Error('expected checksum could not be computed');
   return { checksum: outcome.checksum, sources: outcome.sources };
+}
+
+/** A Secret as the API server keeps it: every value base64 in `data`. */
+export function secret(namespace: string, name: string, values: Record<string, string>): KubeObject {
+  const data = Object.fromEntries(Object.entries(values).map(([key, value]) => [key, Buffer.from(value).toString('base64')]));
+  return { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace }, data };
+}
+
+/**
+ * With --secrets: both checksums and the sources the webhook must write, from the ConfigMaps and Secrets
+ * as the test wrote them and the install's HMAC key (as read from its Secret).
+ */
+export function expectedChecksums(object: KubeObject, sources: { configMaps: readonly KubeObject[]; secrets: readonly KubeObject[]; key: Uint8Array }): { checksum: string | undefined; secretChecksum: string | undefined; sources: string } {
+  const parts = workloadParts(object);
+  if (!parts) throw new Error('not a workload with a pod template');
+  const lookupIn = (objects: readonly KubeObject[]) => (name: string): SourceLookup => {
+    const found = objects.find((candidate) => candidate['metadata']?.['name'] === name);
+    return found ? { state: 'found', data: found['data'], binaryData: found['binaryData'] } : { state: 'missing' };
+  };
+  const outcome = computeChecksums(
+    { plan: planChecksum(parts.template, parts.annotations, CONTRACT.extraConfigMapsAnnotation), lookup: lookupIn(sources.configMaps) },
+    { plan: planChecksum(parts.template, parts.annotations, CONTRACT.extraSecretsAnnotation, SECRET_SOURCE), lookup: lookupIn(sources.secrets), key: sources.key },
+  );
+  if (outcome.kind !== 'computed') throw new Error('expected checksums could not be computed');
+  return { checksum: outcome.checksum, secretChecksum: outcome.secretChecksum, sources: outcome.sources };
 }
 
 export function templateChecksum(object: KubeObject): string | undefined {

@@ -42,6 +42,14 @@ config-checksum-webhook-leader
 {{- end -}}
 
 {{/*
+The Secret holding the HMAC key of checksum/secret (secrets.enabled) is named in the binary
+(src/secrets/hash-key.ts), not by a flag: like the Lease, one per namespace.
+*/}}
+{{- define "ccw.hashKeySecretName" -}}
+config-checksum-webhook-hash-key
+{{- end -}}
+
+{{/*
 Labels. Pod-template labels and selectors are the name label only, as in the kustomize base, so that the
 Deployment's selector (immutable) is the same whichever way the webhook was installed.
 */}}
@@ -116,6 +124,9 @@ expressions followed by namespaceSelector.extraExpressions.
 {{- if .Values.clientCertificates.enabled }}
 - --client-ca-file=/client-ca/ca.crt
 - --health-port=8081
+{{- end }}
+{{- if .Values.secrets.enabled }}
+- --secrets=true
 {{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
