@@ -208,6 +208,7 @@ describe('the Helm chart', () => {
       [{ secrets: { enabled: 'yes' } }, /\/secrets\/enabled/],
       [{ secrets: true }, /\/secrets/],
       [{ modes: 'cluster-wide' }, /modes/],
+      [{ secrets: { enabled: true }, checksumAnnotation: 'checksum/secret' }, /checksumAnnotation must not be checksum\/secret/],
     ] as const) {
       await assert.rejects(tools.renderChart(values as KubeObject), message, JSON.stringify(values));
     }

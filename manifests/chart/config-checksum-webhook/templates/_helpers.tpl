@@ -76,6 +76,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has .Values.certificates.mode (list "self-managed" "cert-manager")) -}}
 {{- fail (printf "certificates.mode must be self-managed or cert-manager, got %q" .Values.certificates.mode) -}}
 {{- end -}}
+{{- if and .Values.secrets.enabled (eq .Values.checksumAnnotation "checksum/secret") -}}
+{{- fail "checksumAnnotation must not be checksum/secret when secrets.enabled is true: that annotation carries the Secrets' checksum (the webhook would refuse to start)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
