@@ -84,7 +84,7 @@ export function createMetrics(): Metrics {
     }),
     watchRollouts: new Counter({
       name: 'config_checksum_watch_rollouts_total',
-      help: 'Workloads rolled at the watcher\'s request because a consumed ConfigMap changed (the webhook set the new checksum in the request; each is a rollout).',
+      help: 'Workloads rolled at the watcher\'s request because a consumed ConfigMap (or, with --secrets, Secret) changed (the webhook set the new checksum in the request; each is a rollout).',
       labelNames: ['kind'],
       registers,
     }),
@@ -118,7 +118,7 @@ export function createMetrics(): Metrics {
     }),
     watchReaction: new Histogram({
       name: 'config_checksum_watch_reaction_seconds',
-      help: 'From the first ConfigMap change seen to the rollout done by the webhook in the watcher\'s request (includes the coalescing window and any retries).',
+      help: 'From the first ConfigMap (or Secret) change seen to the rollout done by the webhook in the watcher\'s request (includes the coalescing window and any retries).',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60],
       registers,
     }),

@@ -4,7 +4,7 @@
 // its shipped RBAC; this file turns the option on with exactly what the component adds (the flag and the
 // RBAC objects rendered by kubectl's kustomize) and turns it off again at the end, in after() too, so the
 // other test files are unaffected whatever the order.
-// The watcher's own rollouts on a Secret change are not tested here: every rollout below follows a write.
+// The watcher's own rollouts on a Secret change are in secrets-watcher.test.ts: every rollout below follows a write.
 
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -15,9 +15,10 @@ import jsonpatch from 'fast-json-patch';
 import { CONTRACT } from '../../src/config.ts';
 import { HASH_KEY_BYTES, HASH_KEY_FIELD, HASH_KEY_SECRET_NAME } from '../../src/secrets/hash-key.ts';
 import { waitFor, type KubeObject, type KubeResponse } from '../../src/local/kube.ts';
-import { fileSize, logEntries, renderOverlay, REPO_ROOT, startWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
+import { fileSize, logEntries, startWebhookProcess, type WebhookProcess } from '../../src/local/webhook.ts';
 import { httpsCall } from '../support/https.ts';
-import { kubeconfigToken, metricSum, secretCreations, tokenRequest } from './support/install.ts';
+import { metricSum, secretCreations } from './support/install.ts';
+import { deleteKeySecret, identity, KEY_PATH, renderSecretsComponent, SECRET_ANNOTATION, secretChecksum, SecretsOption, secretPath } from './support/secrets.ts';
 import {
   configMap,
   expectedChecksum,
@@ -32,21 +33,9 @@ import {
 
 const TIMEOUT = { timeout: 180_000 };
 const scenario = new Scenario();
-const { client, kubectl } = scenario;
+const { client } = scenario;
 const RUN_WEBHOOK = scenario.state.webhook;
-const RUN_FLAGS = RUN_WEBHOOK.extraArgs;
 const OWN_NAMESPACE = scenario.state.serviceAccount.namespace;
-const SECRET_ANNOTATION = CONTRACT.defaultSecretChecksumAnnotation;
-const KEY_PATH = secretPath(OWN_NAMESPACE, HASH_KEY_SECRET_NAME);
-const OVERLAYS_DIR = path.join(REPO_ROOT, 'manifests', 'overlays');
-
-function secretPath(namespace: string, name?: string): string {
-  return `/api/v1/namespaces/${namespace}/secrets${name === undefined ? '' : `/${name}`}`;
-}
-
-function secretChecksum(object: KubeObject): string | undefined {
-  return object['spec']?.['template']?.['metadata']?.['annotations']?.[SECRET_ANNOTATION];
-}
 
 // ---------------------------------------------------------------------------------------------------
 // What the workloads consume. Every Secret value carries a random canary: none may ever show up outside
@@ -120,62 +109,26 @@ function seen(response: KubeResponse): KubeResponse {
 // ---------------------------------------------------------------------------------------------------
 // The component, and turning the option on and off for the run's webhook.
 
-interface Component {
-  /** The objects the component adds to an overlay (RBAC only). */
-  readonly objects: KubeObject[];
-  /** The flags it adds to the webhook container. */
-  readonly flags: string[];
-}
-let component: Component | undefined;
+let option: SecretsOption | undefined;
 
-function identity(object: KubeObject): string {
-  return `${object['kind']}/${object['metadata']?.['namespace'] ?? ''}/${object['metadata']?.['name']}`;
+function installed(): SecretsOption {
+  assert.ok(option, 'the component was rendered');
+  return option;
 }
 
-/** overlays/secrets minus overlays/namespace-opt-in, both rendered by kubectl's kustomize. */
-async function renderComponent(): Promise<Component> {
-  const [plain, withSecrets] = await Promise.all(['namespace-opt-in', 'secrets'].map((overlay) => renderOverlay(kubectl, path.join(OVERLAYS_DIR, overlay))));
-  const args = (objects: KubeObject[]): string[] => objects.find((object) => object['kind'] === 'Deployment')!['spec']['template']['spec']['containers'][0]['args'];
-  const known = new Set(plain!.map(identity));
-  const baseArgs = new Set(args(plain!));
-  return { objects: withSecrets!.filter((object) => !known.has(identity(object))), flags: args(withSecrets!).filter((arg) => !baseArgs.has(arg)) };
-}
-
-function installed(): Component {
-  assert.ok(component, 'the component was rendered');
-  return component;
-}
-
-let rbacApplied = false;
-let flagsChanged = false;
 let secondReplica: WebhookProcess | undefined;
 const secondLog = path.join(RUN_WEBHOOK.files.dir, `webhook-secrets-${process.pid}.log`);
 
-const token = kubeconfigToken(RUN_WEBHOOK.files.kubeconfig);
 /** A request with the webhook's own credential: its ServiceAccount token. */
 function asWebhook(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<{ status: number; body: KubeObject }> {
-  return tokenRequest(scenario.state, token, method, urlPath, body, contentType);
+  return installed().asWebhook(method, urlPath, body, contentType);
 }
 
 /** The run's webhook with its own flags and the shipped RBAC only; the hash key Secret gone. */
 async function turnOff(): Promise<void> {
   await secondReplica?.stop();
   secondReplica = undefined;
-  if (flagsChanged) {
-    await scenario.stopWebhook();
-    await scenario.restartWebhook(RUN_FLAGS);
-    flagsChanged = false;
-  }
-  if (rbacApplied && component) {
-    await kubectl.run(['delete', '--ignore-not-found', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: component.objects }));
-    rbacApplied = false;
-  }
-  await deleteKeySecret();
-}
-
-async function deleteKeySecret(): Promise<void> {
-  await client.request('DELETE', KEY_PATH);
-  await waitFor(`Secret ${HASH_KEY_SECRET_NAME} gone`, async () => (await client.find(KEY_PATH)) === undefined, { timeoutMs: 30_000, intervalMs: 100 });
+  await option?.off();
 }
 
 /** The hash key as stored, read with the admin credential. */
@@ -223,7 +176,7 @@ async function webhookMetrics(port = scenario.state.webhook.port): Promise<strin
 }
 
 before(async () => {
-  component = await renderComponent();
+  option = new SecretsOption(scenario, await renderSecretsComponent(scenario));
 });
 
 after(async () => {
@@ -286,7 +239,7 @@ test('the option off (shipped flags and RBAC): the webhook\'s token is refused e
 
 test('the component adds one flag and RBAC for the webhook\'s ServiceAccount: with it, the token may get, list and watch Secrets anywhere and create its key; every write to a Secret but that create is still refused', TIMEOUT, async () => {
   const { namespace } = fixed();
-  const { objects, flags } = installed();
+  const { objects, flags } = installed().component;
   assert.deepEqual(flags, ['--secrets=true'], 'the flag the component adds');
   assert.deepEqual(objects.map(identity).sort(), [
     'ClusterRole//config-checksum-webhook-secrets',
@@ -298,8 +251,7 @@ test('the component adds one flag and RBAC for the webhook\'s ServiceAccount: wi
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', ...scenario.state.serviceAccount }], `${identity(binding)} binds the webhook's ServiceAccount`);
   }
 
-  rbacApplied = true;
-  await kubectl.apply(objects);
+  await installed().applyRbac();
   await waitFor('the authorizer to see the new bindings', async () => (await asWebhook('GET', secretPath(namespace, 'db'))).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
 
   const allowed: Array<[string, string, string, number[], unknown?]> = [
@@ -335,13 +287,13 @@ test('the component adds one flag and RBAC for the webhook\'s ServiceAccount: wi
 
 test('the option on: the webhook creates the hash key Secret once; a second replica started at the same moment adopts it, and both hash with that key', TIMEOUT, async (t) => {
   const { namespace, secrets } = fixed();
-  await deleteKeySecret();
+  await deleteKeySecret(client);
   const offset = fileSize(RUN_WEBHOOK.files.logFile);
   const creationsBefore = await secretCreations(client);
-  const flags = [...RUN_FLAGS, ...installed().flags];
+  const { flags } = installed();
 
   await scenario.stopWebhook();
-  flagsChanged = true;
+  installed().flagsChanged();
   const started = performance.now();
   const [restarted, started2] = await Promise.allSettled([
     scenario.restartWebhook(flags),
@@ -495,7 +447,7 @@ test('the hash key Secret deleted while the webhook is stopped: the next start m
   for (const deployment of [configOnly, ...consumers]) counts.set(deployment['metadata']['name'], (await scenario.owned('ReplicaSet', await scenario.read(deployment))).length);
 
   await scenario.stopWebhook();
-  await deleteKeySecret();
+  await deleteKeySecret(client);
   await scenario.restartWebhook(scenario.state.webhook.extraArgs);
   const fresh = await storedKey();
   assert.notEqual(fresh.uid, old.uid, 'a new Secret');
