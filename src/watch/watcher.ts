@@ -390,7 +390,8 @@ export class Watcher {
     clearTimeout(this.#notSyncedWarning);
     this.#metrics.watchSynced.set(1);
     this.#metrics.watchConfigMaps.set(this.#digests.configmap.size);
-    this.#log.info({ configMaps: this.#digests.configmap.size, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
+    const secrets = this.#secrets ? { secrets: this.#digests.secret.size } : {};
+    this.#log.info({ configMaps: this.#digests.configmap.size, ...secrets, workloads: this.#index.size, namespacesInScope: this.#scope.size }, 'watches synced');
     if (this.#leader.leading) this.#checkAll('start');
   }
 
