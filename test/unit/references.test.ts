@@ -11,36 +11,11 @@ import { compareUtf8 } from '../../src/checksum/encode.ts';
 import { collectReferences, mergeReferences } from '../../src/checksum/references.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { lookupIn, utf8Base64, type ConfigMapData } from '../support/fakes.ts';
+import { optionalField, podTemplate, type Placement, type Shape } from '../support/reference-shapes.ts';
 
 const EXTRA = CONTRACT.extraConfigMapsAnnotation;
 const CM = 'app-config';
 const KEY = 'LOG_LEVEL';
-
-type Placement = 'containers' | 'initContainers' | 'template';
-
-interface Shape {
-  readonly name: string;
-  /** True when the shape selects the one key KEY; false when it consumes every key. */
-  readonly keyed: boolean;
-  readonly placements: readonly Placement[];
-  /** The annotation has no optional form: a name listed there is always required. */
-  readonly canBeOptional: boolean;
-  build(optional: boolean, placement: Placement): { template: Record<string, unknown>; annotations?: Record<string, string> };
-}
-
-const optionalField = (optional: boolean): { optional?: true } => (optional ? { optional: true } : {});
-
-function podTemplate(placement: Placement, container: Record<string, unknown>, volumes?: unknown[]): Record<string, unknown> {
-  const plain = { name: 'app', image: 'app:1' };
-  return {
-    metadata: { labels: { app: 'web' } },
-    spec: {
-      ...(placement === 'initContainers' ? { initContainers: [{ name: 'init', image: 'init:1', ...container }] } : {}),
-      containers: [placement === 'containers' ? { ...plain, ...container } : plain],
-      ...(volumes ? { volumes } : {}),
-    },
-  };
-}
 
 const SHAPES: readonly Shape[] = [
   {

@@ -10,33 +10,11 @@ import { keyedChecksumV1 } from '../../src/checksum/encode.ts';
 import { collectReferences, MAX_EXTRA_NAMES, SECRET_SOURCE } from '../../src/checksum/references.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { lookupIn, secretData, TEST_HASH_KEY, type ConfigMapData } from '../support/fakes.ts';
+import { optionalField, podTemplate, type Placement, type Shape } from '../support/reference-shapes.ts';
 
 const EXTRA = CONTRACT.extraSecretsAnnotation;
 const SECRET = 'db-credentials';
 const KEY = 'password';
-
-type Placement = 'containers' | 'initContainers' | 'template';
-
-interface Shape {
-  readonly name: string;
-  readonly keyed: boolean;
-  readonly placements: readonly Placement[];
-  readonly canBeOptional: boolean;
-  build(optional: boolean, placement: Placement): { template: Record<string, unknown>; annotations?: Record<string, string> };
-}
-
-const optionalField = (optional: boolean): { optional?: true } => (optional ? { optional: true } : {});
-
-function podTemplate(placement: Placement, container: Record<string, unknown>, volumes?: unknown[]): Record<string, unknown> {
-  const plain = { name: 'app', image: 'app:1' };
-  return {
-    spec: {
-      ...(placement === 'initContainers' ? { initContainers: [{ name: 'init', image: 'init:1', ...container }] } : {}),
-      containers: [placement === 'containers' ? { ...plain, ...container } : plain],
-      ...(volumes ? { volumes } : {}),
-    },
-  };
-}
 
 const SHAPES: readonly Shape[] = [
   {
