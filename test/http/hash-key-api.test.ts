@@ -10,19 +10,10 @@ import { KubeHttp } from '../../src/kube/http.ts';
 import { HASH_KEY_FIELD, HASH_KEY_SECRET_NAME, HashKeyLoader } from '../../src/secrets/hash-key.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenAsApiServer } from '../support/fakes.ts';
-import { Writable } from 'node:stream';
+import { LogLines } from './support.ts';
 import { servingPair } from '../support/tls.ts';
 
 const SECRETS_PATH = '/api/v1/namespaces/config-checksum/secrets';
-
-/** Every log line, whole. */
-class Lines extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += chunk.toString('utf8');
-    callback();
-  }
-}
 
 test('two replicas against one API server: one POST with fieldManager creates the key, the other gets 409 and adopts it', { timeout: 20_000 }, async () => {
   const { ca, serving } = servingPair();
@@ -57,7 +48,7 @@ test('two replicas against one API server: one POST with fieldManager creates th
   const clients: KubeHttp[] = [];
   try {
     const kubeConfig = await listenAsApiServer(server, ca.certificate);
-    const logs = [new Lines(), new Lines()];
+    const logs = [new LogLines(), new LogLines()];
     const loaders = logs.map((log, index) => {
       const http = new KubeHttp(kubeConfig);
       clients.push(http);

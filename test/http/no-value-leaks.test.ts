@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { Writable } from 'node:stream';
+import { LogLines } from './support.ts';
 import { test } from 'node:test';
 import { startServer } from '../../src/server/https.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
@@ -144,15 +144,6 @@ const SECRET_VALUES: Record<string, Record<string, string>> = {
 };
 const HASH_KEY = Buffer.from(Array.from({ length: 32 }, (_, index) => 0xa0 + index));
 
-/** Everything the app logs, kept whole (a few hundred lines), so every needle can be looked for at the end. */
-class WholeLog extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += chunk.toString('utf8');
-    callback();
-  }
-}
-
 /** The strings that must never leave: the canary, each stored (base64) value, and the key in its encodings. */
 function secretNeedles(): string[] {
   const stored = Object.values(secretData(SECRET_VALUES.db!).data ?? {}).concat(Object.values(secretData(SECRET_VALUES.tls!).data ?? {}));
@@ -199,7 +190,7 @@ test('with --secrets: no Secret value, stored value or hash key appears in logs,
   let answers = 0;
   try {
     for (const level of LEVELS) {
-      const log = new WholeLog();
+      const log = new LogLines();
       const secrets = Object.fromEntries(Object.entries(SECRET_VALUES).map(([name, values]) => [name, secretData(values)]));
       const parts = { ...traceParts(new RecordingReader(CONFIG_MAPS), {}, level), logger: createLogger(level, log) };
       registerSecretMetrics(parts.metrics.registry);

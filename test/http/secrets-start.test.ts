@@ -9,7 +9,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { LogLines } from './support.ts';
 import { test } from 'node:test';
 import { keyedChecksumV1 } from '../../src/checksum/encode.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -22,14 +22,6 @@ import { writeTls } from '../support/tls.ts';
 
 const OWN_NAMESPACE = 'config-checksum';
 const PASSWORD = 'secret-start-canary-3c9a';
-
-class WholeLog extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += chunk.toString('utf8');
-    callback();
-  }
-}
 
 test('--secrets: the hash key is created before serving, and admissions hash Secrets with it', { timeout: 30_000 }, async () => {
   const tls = writeTls();
@@ -66,7 +58,7 @@ test('--secrets: the hash key is created before serving, and admissions hash Sec
     contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'webhook' } }],
     'current-context': 'fake',
   }));
-  const log = new WholeLog();
+  const log = new LogLines();
   const config = loadConfig(['--host', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig, '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--drain-seconds', '0', '--watch', 'false', '--secrets', 'true', '--namespace', OWN_NAMESPACE], {});
   const webhook = await startWebhook(config, createLogger('trace', log));
   try {

@@ -21,6 +21,11 @@ export class LogLines extends Writable {
     }
     callback();
   }
+
+  /** Every line, as written. */
+  get text(): string {
+    return this.raw.join('\n');
+  }
 }
 
 export function testParts(reader: ConfigMapReader, settings: Partial<MutateSettings> = {}): AppParts & { logs: LogLines } {
