@@ -70,6 +70,8 @@ export interface Config {
   readonly leaseDurationSeconds: number;
   /** Minutes between level-based passes over every annotated workload (0: none); the leader only. */
   readonly resyncMinutes: number;
+  /** Longest hold of a rollout for the workload's Flux Kustomization to apply the revision that changed its config (0: never hold). */
+  readonly gitopsMaxWaitSeconds: number;
 }
 
 interface Setting {
@@ -112,6 +114,7 @@ export const SETTINGS = {
   rolloutRatePerSecond: { flag: 'rollout-rate', env: 'CONFIG_CHECKSUM_ROLLOUT_RATE', default: '5', help: 'most workload patches per second by the watcher (token bucket rate)' },
   rolloutBurst: { flag: 'rollout-burst', env: 'CONFIG_CHECKSUM_ROLLOUT_BURST', default: '10', help: 'token bucket size of the rollout rate limit' },
   leaseDurationSeconds: { flag: 'lease-duration-seconds', env: 'CONFIG_CHECKSUM_LEASE_DURATION_SECONDS', default: '15', help: 'leader Lease duration; a dead leader is replaced after about this long' },
+  gitopsMaxWaitSeconds: { flag: 'gitops-max-wait-seconds', env: 'CONFIG_CHECKSUM_GITOPS_MAX_WAIT_SECONDS', default: '90', help: "when a changed ConfigMap and its workload were applied by two Flux Kustomizations of one source, hold the workload's rollout until its Kustomization applies the same revision (one rollout with both changes), at most this long (0: never hold). The default covers kustomize-controller's 30 s --requeue-dependency twice, plus an apply" },
   resyncMinutes: { flag: 'resync-minutes', env: 'CONFIG_CHECKSUM_RESYNC_MINUTES', default: '30', help: 'minutes between passes that check every annotated workload against its live config and roll what an event missed (0: only at start and on a leader change)' },
 } as const satisfies Record<keyof Config, Setting>;
 
@@ -240,6 +243,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     rolloutBurst: integer(SETTINGS.rolloutBurst, 1, 10_000),
     leaseDurationSeconds: integer(SETTINGS.leaseDurationSeconds, 2, 300),
     resyncMinutes: integer(SETTINGS.resyncMinutes, 0, 1440),
+    gitopsMaxWaitSeconds: integer(SETTINGS.gitopsMaxWaitSeconds, 0, 3600),
   });
 }
 

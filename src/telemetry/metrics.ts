@@ -24,6 +24,8 @@ export interface Metrics {
   readonly watchSynced: Gauge;
   readonly watchConfigMaps: Gauge;
   readonly watchWorkloads: Gauge;
+  readonly gitopsWait: Histogram<'outcome'>;
+  readonly gitopsHeld: Gauge;
 }
 
 export function createMetrics(): Metrics {
@@ -140,6 +142,18 @@ export function createMetrics(): Metrics {
     watchWorkloads: new Gauge({
       name: 'config_checksum_watch_workloads',
       help: 'Workloads in scope that consume ConfigMaps, indexed by the watcher (names and consumed keys only).',
+      registers,
+    }),
+    gitopsWait: new Histogram({
+      name: 'config_checksum_watch_gitops_wait_seconds',
+      help: 'How long a rollout was held for the workload\'s Flux Kustomization to apply the revision that changed its config, by how the hold ended: applied (rolled once inside that apply), released (nothing left to wait for; the watcher rolled), max-wait (--gitops-max-wait-seconds passed; the watcher rolled).',
+      labelNames: ['outcome'],
+      buckets: [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600],
+      registers,
+    }),
+    gitopsHeld: new Gauge({
+      name: 'config_checksum_watch_gitops_held',
+      help: 'Workloads whose rollout is held now, waiting for their Flux Kustomization to apply a revision.',
       registers,
     }),
   };

@@ -96,6 +96,10 @@ export class DependencyIndex {
     return this.#workloads.has(workloadKey(ref));
   }
 
+  get(ref: WorkloadRef): IndexedWorkload | undefined {
+    return this.#workloads.get(workloadKey(ref));
+  }
+
   /** Drops every workload whose namespace `keep` rejects (namespaces that left the scope). */
   retain(keep: (namespace: string) => boolean): void {
     for (const workload of [...this.#workloads.values()]) if (!keep(workload.namespace)) this.remove(workload);

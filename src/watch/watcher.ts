@@ -28,6 +28,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
 import { configMapKey, consumesAny, DependencyIndex, type IndexedWorkload, type SourceType } from './dependents.ts';
 import { changedKeys, digestConfigMap, KeySets, type KeyDigests } from './digests.ts';
+import { fluxOwner, GitOpsHolds, type EndedHold } from './gitops.ts';
 import { ListedChecksums } from './listed-checksums.ts';
 import type { LeaderOptions } from './leader.ts';
 import { CoalescingQueue, TokenBucket } from './queue.ts';
@@ -49,6 +50,7 @@ export type WatcherOptions = Pick<
   | 'resyncMinutes'
   | 'configMapReadTimeoutMs'
   | 'maxConfigMaps'
+  | 'gitopsMaxWaitSeconds'
 >;
 
 /** A list/watch loop of one resource (watch/reflector.ts), as the watcher uses it. */
@@ -140,6 +142,8 @@ const SCOPE_REFRESH_MS = 30_000;
 // While the scope has never been read, it is retried this often (nothing is synced, so nothing rolls).
 const SCOPE_RETRY_MS = 2_000;
 const NOT_SYNCED_WARNING_MS = 60_000;
+// A rollout held for a Flux Kustomization's apply is looked at again this often (gitops.ts).
+const HOLD_POLL_MS = 2_000;
 export const LEASE_NAME = 'config-checksum-webhook-leader';
 
 export class Watcher {
@@ -154,6 +158,13 @@ export class Watcher {
   readonly #index: DependencyIndex;
   readonly #digests: Record<SourceType, Map<string, KeyDigests>> = { configmap: new Map(), secret: new Map() };
   readonly #keySets = new KeySets();
+  /** The Flux Kustomization ("namespace/name") that applied a ConfigMap or Secret, for those that carry its labels. */
+  readonly #fluxOwners: Record<SourceType, Map<string, string>> = { configmap: new Map(), secret: new Map() };
+  readonly #ownerNames = new Map<string, string>();
+  /** The next look at each held rollout. */
+  readonly #heldPolls = new Map<string, { timer: NodeJS.Timeout; trigger: Trigger }>();
+  /** With --gitops-max-wait-seconds above 0: rollouts held for a Flux Kustomization's apply. */
+  readonly #holds: GitOpsHolds | undefined;
   // Secrets' digests are keyed with this process's own random key: nothing of a Secret's value, not even a
   // plain hash, is kept (the checksum's key is the webhook's; this one never leaves memory).
   readonly #secretDigestKey = randomBytes(32);
@@ -201,6 +212,14 @@ export class Watcher {
     this.#metrics = parts.metrics;
     this.#index = new DependencyIndex(options.checksumAnnotation, parts.secrets?.annotation);
     this.#listedChecksums = new ListedChecksums(this.#index);
+    this.#holds = options.gitopsMaxWaitSeconds > 0
+      ? new GitOpsHolds({
+        getKustomization: (namespace, name) => this.#api.getKustomization(namespace, name),
+        maxWaitMs: options.gitopsMaxWaitSeconds * 1000,
+        metrics: parts.metrics,
+        onError: (error) => this.#error('read-kustomization', error),
+      })
+      : undefined;
     this.#bucket = new TokenBucket(options.rolloutRatePerSecond, options.rolloutBurst);
     this.#queue = new CoalescingQueue<Trigger>(
       options.coalesceWindowMs,
@@ -281,8 +300,11 @@ export class Watcher {
     clearTimeout(this.#notSyncedWarning);
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
+    for (const { timer } of this.#heldPolls.values()) clearTimeout(timer);
+    this.#heldPolls.clear();
     this.#metrics.watchPending.set(0);
     this.#queue.clear();
+    this.#holds?.clear();
     for (const reflector of this.#reflectors) reflector.stop();
     this.#namespaceReflector?.stop();
     for (const list of this.#namespaceLists) list.stop();
@@ -440,6 +462,7 @@ export class Watcher {
     const after = digestConfigMap(object, this.#keySets, type === 'secret' ? this.#secretDigestKey : undefined);
     const before = digests.get(key);
     digests.set(key, after);
+    this.#rememberFluxOwner(type, key, object);
     if (type === 'configmap') {
       this.#configMapSeen(object, namespace, name);
       if (!before && this.#synced) this.#metrics.watchConfigMaps.set(digests.size);
@@ -501,10 +524,25 @@ export class Watcher {
     else this.#listedChecksums?.changed(namespace, name);
   }
 
+  /** Only with GitOps holds on, and only for objects with kustomize-controller's labels. */
+  #rememberFluxOwner(type: SourceType, key: string, object: JsonObject | undefined): void {
+    if (!this.#holds) return;
+    const owner = object && fluxOwner(object);
+    if (!owner) {
+      this.#fluxOwners[type].delete(key);
+      return;
+    }
+    // One string per Kustomization, however many ConfigMaps it applied.
+    let shared = this.#ownerNames.get(owner);
+    if (shared === undefined) this.#ownerNames.set(owner, (shared = owner));
+    this.#fluxOwners[type].set(key, shared);
+  }
+
   #onSourceDeleted(type: SourceType, object: JsonObject): void {
     const { namespace, name } = objectName(object);
     if (type === 'configmap') this.#configMapSeen(undefined, namespace, name);
     this.#digests[type].delete(configMapKey(namespace, name));
+    this.#rememberFluxOwner(type, configMapKey(namespace, name), undefined);
     if (type === 'configmap') this.#metrics.watchConfigMaps.set(this.#digests[type].size);
     if (!this.#synced || !this.#scope.has(namespace)) return;
     for (const { workload, use } of this.#index.consumersOf(namespace, name, type)) {
@@ -522,13 +560,16 @@ export class Watcher {
   /** One attempt; a failure leaves the change pending (#retryLater), never dropped. */
   async #reconcile(trigger: Trigger): Promise<void> {
     if (this.#stopped) return;
+    const key = workloadKey(trigger.ref);
     // A new leader checks every annotated workload when it takes over, this one included.
-    if (!this.#leader.leading) return this.#skip('not-leader');
-    if (!this.#scope.has(trigger.ref.namespace)) return this.#skip('out-of-scope');
+    if (!this.#leader.leading) return this.#ended(key, 'not-leader');
+    if (!this.#scope.has(trigger.ref.namespace)) return this.#ended(key, 'out-of-scope');
     try {
       for (let conflicts = 0; conflicts <= IMMEDIATE_CONFLICT_RETRIES; conflicts++) {
         if (this.#stopped) return;
-        if ((await this.#requestIfStale(trigger)) !== 'conflict') return;
+        const result = await this.#requestIfStale(trigger);
+        if (result === 'done') this.#holds?.forget(key);
+        if (result !== 'conflict') return;
       }
       throw new OperationalError(`the workload was written by someone else ${IMMEDIATE_CONFLICT_RETRIES + 1} times in a row`);
     } catch (error) {
@@ -541,11 +582,16 @@ export class Watcher {
    * Reads the workload, decides, and when its checksum is stale asks the webhook to recompute it. Resolves
    * 'conflict' when the workload changed under the request; throws when the change is still pending.
    */
-  async #requestIfStale(trigger: Trigger): Promise<'done' | 'conflict'> {
+  async #requestIfStale(trigger: Trigger): Promise<'done' | 'conflict' | 'held'> {
     const object = await this.#api.getWorkload(trigger.ref);
     if (!object) return this.#done('workload-gone');
     const stale = await this.#staleChecksum(object, trigger);
-    if (typeof stale === 'string') return this.#done(stale);
+    if (typeof stale === 'string') {
+      if (stale === 'up-to-date') await this.#settleHold(trigger, object);
+      return this.#done(stale);
+    }
+    const hold = await this.#gitOpsHold(trigger, object);
+    if (hold === 'held') return hold;
 
     await this.#bucket.take();
     // Stopped (or stepped down) while deciding or waiting for a token: the next leader decides again.
@@ -560,8 +606,69 @@ export class Watcher {
     if (rolledTo === undefined) {
       throw new OperationalError(`rollout requested (${CONTRACT.requestedAnnotation}=${stale.checksum.slice(0, 12)}) but the webhook did not set the checksum (down, timed out or failed open); still pending`);
     }
-    await this.#rolledOut(trigger, metadataString(object, 'uid') ?? '', rolledTo);
+    await this.#rolledOut(trigger, metadataString(object, 'uid') ?? '', rolledTo, hold);
     return 'done';
+  }
+
+  /**
+   * Holds the rollout while the workload's Flux Kustomization has yet to apply the revision that changed
+   * its config (gitops.ts): 'held', and the workload comes back here every HOLD_POLL_MS, merged with any
+   * newer change. Otherwise how a hold it was under ended, if it was.
+   */
+  async #gitOpsHold(trigger: Trigger, object: JsonObject): Promise<'held' | EndedHold | undefined> {
+    if (!this.#holds) return undefined;
+    const key = workloadKey(trigger.ref);
+    const wasHeld = this.#holds.isHeld(key);
+    const result = await this.#holds.check(key, fluxOwner(object), this.#sourceOwners(trigger), templateChecksums(object, this.#options.checksumAnnotation, this.#secrets?.annotation));
+    if (result.state === 'go') return result.ended;
+    if (!wasHeld) this.#log.info({ kind: trigger.ref.kind, namespace: trigger.ref.namespace, name: trigger.ref.name, kustomization: fluxOwner(object) }, 'rollout held until the workload\'s Flux Kustomization applies the revision that changed its config');
+    this.#skip('held-for-gitops');
+    this.#pollHeld(key, trigger);
+    return 'held';
+  }
+
+  /** The held workload comes back through the queue after HOLD_POLL_MS, with whatever changed meanwhile merged in. */
+  #pollHeld(key: string, trigger: Trigger): void {
+    if (this.#stopped) return;
+    const scheduled = this.#heldPolls.get(key);
+    clearTimeout(scheduled?.timer);
+    const merged = scheduled ? mergeTriggers(scheduled.trigger, trigger) : trigger;
+    const timer = this.#clock.setTimeout(() => {
+      this.#heldPolls.delete(key);
+      this.#queue.add(key, merged, 0);
+    }, HOLD_POLL_MS);
+    this.#heldPolls.set(key, { timer, trigger: merged });
+  }
+
+  /** The Kustomizations that applied the changed ConfigMaps and Secrets (every consumed one, in a level-based pass). */
+  #sourceOwners(trigger: Trigger): string[] {
+    const { namespace } = trigger.ref;
+    let names: Record<SourceType, Iterable<string>> = { configmap: trigger.configMaps, secret: trigger.secrets };
+    if (trigger.configMaps.size + trigger.secrets.size === 0) {
+      const indexed = this.#index.get(trigger.ref);
+      names = { configmap: (indexed?.uses ?? []).map((use) => use.name), secret: (indexed?.secretUses ?? []).map((use) => use.name) };
+    }
+    const owners: string[] = [];
+    for (const type of ['configmap', 'secret'] as const) {
+      for (const name of names[type]) {
+        const owner = this.#fluxOwners[type].get(configMapKey(namespace, name));
+        if (owner) owners.push(owner);
+      }
+    }
+    return owners;
+  }
+
+  /** A held workload found up to date: when someone's write (its Kustomization's apply) rolled it meanwhile, that is reported as the rollout. */
+  async #settleHold(trigger: Trigger, object: JsonObject): Promise<void> {
+    const key = workloadKey(trigger.ref);
+    if (!this.#holds?.isHeld(key)) return;
+    const ended = this.#holds.settle(key, templateChecksums(object, this.#options.checksumAnnotation, this.#secrets?.annotation));
+    if (!ended) return;
+    const { ref } = trigger;
+    const checksum = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation) ?? '';
+    this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...trigger.configMaps], kustomization: ended.kustomization, revision: ended.revision, waitedMs: Math.round(ended.waitedMs) }, 'rolled out by the Flux Kustomization\'s apply');
+    const message = `${changeCause(trigger)}; rolled out by the apply of Kustomization ${ended.kustomization} (${ended.revision}) after waiting ${Math.round(ended.waitedMs / 1000)} s for it (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`;
+    await this.#event({ ...ref, uid: metadataString(object, 'uid') ?? '' }, 'Normal', 'ConfigChanged', message);
   }
 
   /** The checksum annotation the webhook changed in our request, and its new value; undefined when it did not run. */
@@ -606,17 +713,16 @@ export class Watcher {
   }
 
   /** A rollout the webhook performed in our request: counted, logged and left as an Event, once. */
-  async #rolledOut(trigger: Trigger, uid: string, rolled: { annotation: string; checksum: string }): Promise<void> {
+  async #rolledOut(trigger: Trigger, uid: string, rolled: { annotation: string; checksum: string }, held: EndedHold | undefined): Promise<void> {
     const { ref, configMaps, secrets } = trigger;
     const seconds = (performance.now() - trigger.since) / 1000;
     this.#metrics.watchRollouts.inc({ kind: ref.kind });
     this.#metrics.watchReaction.observe(seconds);
-    const changed = [['ConfigMap', configMaps], ['Secret', secrets]] as const;
-    const named = changed.filter(([, names]) => names.size > 0).map(([noun, names]) => `${noun} ${[...names].sort().join(', ')}`);
-    const cause = named.length > 0 ? `${named.join(' and ')} changed` : PASS_CAUSE[trigger.pass ?? 'start'];
     const logged = { kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...configMaps], ...(secrets.size > 0 ? { secrets: [...secrets] } : {}) };
-    this.#log.info({ ...logged, checksum: rolled.checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
-    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${cause}; rolling out (${rolled.annotation}=${rolled.checksum.slice(0, 12)})`);
+    const heldLog = held ? { kustomization: held.kustomization, waitedMs: Math.round(held.waitedMs), holdEnded: held.outcome } : {};
+    this.#log.info({ ...logged, ...heldLog, checksum: rolled.checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
+    const waited = held ? `; ${heldFor(held)}` : '';
+    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${changeCause(trigger)}${waited}; rolling out (${rolled.annotation}=${rolled.checksum.slice(0, 12)})`);
   }
 
   #mayNotWrite(): 'stopped' | 'not-leader' | undefined {
@@ -627,6 +733,12 @@ export class Watcher {
   #done(reason: string): 'done' {
     this.#skip(reason);
     return 'done';
+  }
+
+  /** The change of this workload ends here without a decision (and any hold with it). */
+  #ended(key: string, reason: string): void {
+    this.#holds?.forget(key);
+    this.#skip(reason);
   }
 
   /** Capped exponential backoff with jitter; the change goes back through the queue, merged with any newer one. */
@@ -686,6 +798,25 @@ function computedOrWhyNot(decision: WorkloadDecision): Extract<WorkloadDecision,
 /** Whether a checksum the workload carries differs from the one computed now (either may be absent). */
 function differs(current: string | undefined, computed: string | undefined): boolean {
   return current !== undefined && computed !== undefined && current !== computed;
+}
+
+/** What changed, for the ConfigChanged Event: the ConfigMaps and Secrets named, or the pass that found it. */
+function changeCause({ configMaps, secrets, pass }: Trigger): string {
+  const changed = [['ConfigMap', configMaps], ['Secret', secrets]] as const;
+  const named = changed.filter(([, names]) => names.size > 0).map(([noun, names]) => `${noun} ${[...names].sort().join(', ')}`);
+  return named.length > 0 ? `${named.join(' and ')} changed` : PASS_CAUSE[pass ?? 'start'];
+}
+
+/** The Event's account of a hold that ended with the watcher rolling. */
+function heldFor({ kustomization, revision, outcome, waitedMs }: EndedHold): string {
+  const waited = `waited ${Math.round(waitedMs / 1000)} s for Kustomization ${kustomization} to apply ${revision}`;
+  return outcome === 'max-wait' ? `${waited}, the longest --gitops-max-wait-seconds allows` : `${waited}; it finished without rolling the workload`;
+}
+
+/** The pod template's checksums, as one string that changes when either does. */
+function templateChecksums(object: JsonObject, annotation: string, secretAnnotation: string | undefined): string {
+  const secret = secretAnnotation === undefined ? '' : readAnnotation(object, TEMPLATE_METADATA, secretAnnotation) ?? '';
+  return `${readAnnotation(object, TEMPLATE_METADATA, annotation) ?? ''}\n${secret}`;
 }
 
 function checksumOf(workload: IndexedWorkload, type: SourceType): string | undefined {

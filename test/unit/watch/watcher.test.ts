@@ -35,6 +35,7 @@ const OPTIONS: WatcherOptions = Object.freeze({
   configMapReadTimeoutMs: 1000,
   maxConfigMaps: 64,
   resyncMinutes: 0,
+  gitopsMaxWaitSeconds: 90,
 });
 
 type Data = Record<string, string>;
@@ -101,6 +102,12 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   secrets: SecretSource | undefined;
   /** The Secrets behind `secrets`, listed at start like the ConfigMaps. */
   secretStore: SecretStore | undefined;
+  /** Flux Kustomizations by "namespace/name"; none means the Flux API is absent (the API server's 404). */
+  readonly kustomizations = new Map<string, JsonObject>();
+  readonly kustomizationReads: string[] = [];
+  kustomizationReadError: Error | undefined;
+  /** Labels of the ConfigMaps by name, delivered with their watch events (e.g. kustomize-controller's). */
+  readonly configMapLabels = new Map<string, Data>();
   #resourceVersion = 1;
 
   async read(_namespace: string, name: string): Promise<ConfigMapLookup> {
@@ -140,6 +147,13 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
     this.events.push({ ref, event });
   }
 
+  async getKustomization(namespace: string, name: string): Promise<JsonObject | undefined> {
+    this.kustomizationReads.push(`${namespace}/${name}`);
+    if (this.kustomizationReadError) throw this.kustomizationReadError;
+    const found = this.kustomizations.get(`${namespace}/${name}`);
+    return found && structuredClone(found);
+  }
+
   async getWebhookConfiguration(): Promise<JsonObject | undefined> {
     if (this.configurationFailures > 0) {
       this.configurationFailures--;
@@ -149,12 +163,12 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   }
 
   /** Stores a Deployment reading `configMaps` through envFrom, with the checksum the webhook gives it now. */
-  async deployment(name: string, configMaps: readonly string[], options: { checksum?: boolean; namespace?: string; container?: JsonObject } = {}): Promise<JsonObject> {
+  async deployment(name: string, configMaps: readonly string[], options: { checksum?: boolean; namespace?: string; container?: JsonObject; labels?: Data } = {}): Promise<JsonObject> {
     const ref: WorkloadRef = { kind: 'Deployment', namespace: options.namespace ?? NS, name };
     const object: Record<string, any> = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
-      metadata: { name, namespace: ref.namespace, uid: `uid-${name}` },
+      metadata: { name, namespace: ref.namespace, uid: `uid-${name}`, ...(options.labels ? { labels: options.labels } : {}) },
       spec: { template: { metadata: { annotations: {} }, spec: { containers: [options.container ?? { name: 'app', envFrom: configMaps.map((cm) => ({ configMapRef: { name: cm } })) }] } } },
     };
     if (options.checksum !== false) {
@@ -179,7 +193,7 @@ class FakeCluster implements WatcherApi, ConfigMapReader {
   /** Changes a ConfigMap's data and delivers the watch event. */
   setConfigMap(name: string, data: Data, namespace = NS): void {
     this.configMaps.set(name, data);
-    this.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data, namespace));
+    this.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data, namespace, this.configMapLabels.get(name)));
   }
 
   #store(ref: WorkloadRef, object: Record<string, any>): void {
@@ -196,8 +210,8 @@ function checksumsOf(decision: { checksum: string | undefined; secretChecksum: s
   };
 }
 
-function configMapObject(name: string, data: Data, namespace = NS): JsonObject {
-  return { metadata: { name, namespace }, data };
+function configMapObject(name: string, data: Data, namespace = NS, labels?: Data): JsonObject {
+  return { metadata: { name, namespace, ...(labels ? { labels } : {}) }, data };
 }
 
 function newWatcher(cluster: FakeCluster, options: Partial<WatcherOptions> = {}): Watcher {
@@ -218,8 +232,11 @@ function newWatcher(cluster: FakeCluster, options: Partial<WatcherOptions> = {})
 }
 
 /** A started, synced watcher over `cluster`, leading unless told otherwise. */
-async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[]; resyncMinutes?: number } = {}): Promise<Watcher> {
-  const watcher = newWatcher(cluster, options.resyncMinutes === undefined ? {} : { resyncMinutes: options.resyncMinutes });
+async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[]; resyncMinutes?: number; gitopsMaxWaitSeconds?: number } = {}): Promise<Watcher> {
+  const watcher = newWatcher(cluster, {
+    ...(options.resyncMinutes === undefined ? {} : { resyncMinutes: options.resyncMinutes }),
+    ...(options.gitopsMaxWaitSeconds === undefined ? {} : { gitopsMaxWaitSeconds: options.gitopsMaxWaitSeconds }),
+  });
   await watcher.start();
   for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
   for (const object of cluster.workloads.values()) cluster.watch('/apis/apps/v1/deployments').handlers.upsert(object);
@@ -227,7 +244,7 @@ async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean
   // Workloads are listed first; the ConfigMaps' list/watch starts once they are.
   for (const [name, data] of cluster.secretStore?.secrets ?? []) cluster.watch('/api/v1/secrets').handlers.upsert({ metadata: { name, namespace: NS }, data });
   for (const listWatch of [...cluster.listWatches]) listWatch.sync();
-  for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data));
+  for (const [name, data] of cluster.configMaps) cluster.watch('/api/v1/configmaps').handlers.upsert(configMapObject(name, data, NS, cluster.configMapLabels.get(name)));
   cluster.watch('/api/v1/configmaps').sync();
   assert.ok(watcher.synced, 'synced once every list/watch listed');
   return watcher;
@@ -238,9 +255,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `probe` every 5 ms for up to `timeoutMs`. */
-async function eventually(what: string, probe: () => boolean, timeoutMs = 2_000): Promise<void> {
+async function eventually(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 2_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  while (!probe()) {
+  while (!(await probe())) {
     if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(5);
   }
@@ -809,6 +826,176 @@ describe('watcher with --secrets', () => {
       await sleep(WINDOW_MS * 10);
       assert.deepEqual(cluster.requests, []);
       assert.equal((await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'required-config-missing')?.value, 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+});
+
+/** kustomize-controller's labels on what a Kustomization applied. */
+function fluxLabels(name: string, namespace = 'flux-system'): Data {
+  return { 'kustomize.toolkit.fluxcd.io/name': name, 'kustomize.toolkit.fluxcd.io/namespace': namespace };
+}
+
+function kustomization(name: string, status: JsonObject, spec: JsonObject = {}): JsonObject {
+  return {
+    apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
+    kind: 'Kustomization',
+    metadata: { name, namespace: 'flux-system' },
+    spec: { sourceRef: { kind: 'ExternalArtifact', name: 'repo' }, ...spec },
+    status,
+  };
+}
+
+const OLD_REVISION = 'main@sha1:1111111111111111111111111111111111111111';
+const NEW_REVISION = 'main@sha1:2222222222222222222222222222222222222222';
+
+/**
+ * The usual Flux layout: Kustomization `config` applied ConfigMap `app` and is applying NEW_REVISION;
+ * Kustomization `app` applied Deployment `web` at OLD_REVISION (it depends on `config`).
+ */
+async function fluxLayout(appStatus: JsonObject = { lastAppliedRevision: OLD_REVISION, lastAttemptedRevision: OLD_REVISION }, appSpec: JsonObject = {}): Promise<FakeCluster> {
+  const cluster = new FakeCluster();
+  cluster.configMaps.set('app', { level: 'info' });
+  cluster.configMapLabels.set('app', fluxLabels('config'));
+  await cluster.deployment('web', ['app'], { labels: fluxLabels('app') });
+  cluster.kustomizations.set('flux-system/config', kustomization('config', { lastAppliedRevision: OLD_REVISION, lastAttemptedRevision: NEW_REVISION }));
+  cluster.kustomizations.set('flux-system/app', kustomization('app', appStatus, { dependsOn: [{ name: 'config' }], ...appSpec }));
+  return cluster;
+}
+
+async function gitopsWaits(metrics: Metrics): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const value of (await metrics.gitopsWait.get()).values) {
+    if (value.metricName === 'config_checksum_watch_gitops_wait_seconds_count') counts[String(value.labels['outcome'])] = value.value;
+  }
+  return counts;
+}
+
+describe('watcher: held for a Flux Kustomization that has yet to apply the revision', () => {
+  test('config applied first: nothing rolls until the workload\'s Kustomization applies the revision; its apply is the one rollout, told in an Event and the metric', async () => {
+    const cluster = await fluxLayout();
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the hold', async () => (await cluster.metrics.gitopsHeld.get()).values[0]?.value === 1);
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, [], 'no rollout while Kustomization app has yet to apply the revision');
+      // kustomize-controller applies `app` (new image and all): the webhook sets the new checksum in that write.
+      await cluster.deployment('web', ['app'], { labels: fluxLabels('app'), container: { name: 'app', image: 'app:2', envFrom: [{ configMapRef: { name: 'app' } }] } });
+      cluster.kustomizations.set('flux-system/app', kustomization('app', { lastAppliedRevision: NEW_REVISION, lastAttemptedRevision: NEW_REVISION }, { dependsOn: [{ name: 'config' }] }));
+      await eventually('the Event', () => cluster.events.length === 1);
+      await sleep(WINDOW_MS * 5);
+      assert.deepEqual(cluster.requests, [], 'the watcher never requested a rollout of its own');
+      assert.equal(cluster.events[0]!.event.reason, 'ConfigChanged');
+      assert.match(cluster.events[0]!.event.message, new RegExp(`^ConfigMap app changed; rolled out by the apply of Kustomization flux-system/app \\(${NEW_REVISION}\\) after waiting \\d+ s for it \\(checksum/config=`));
+      assert.deepEqual(await gitopsWaits(cluster.metrics), { applied: 1 });
+      assert.equal((await cluster.metrics.gitopsHeld.get()).values[0]?.value, 0);
+      assert.equal(await counter(cluster.metrics, 'watchRollouts'), 0, 'not counted as a rollout the watcher requested');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('the workload\'s Kustomization never applies it: the watcher rolls after --gitops-max-wait-seconds and says how long it waited', async () => {
+    const cluster = await fluxLayout();
+    const watcher = await startedWatcher(cluster, { gitopsMaxWaitSeconds: 1 });
+    try {
+      const changedAt = performance.now();
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.requests.length === 1, 5_000);
+      assert.ok(performance.now() - changedAt >= 1_000, 'held for the maximum wait');
+      await eventually('the Event', () => cluster.events.length === 1);
+      assert.match(cluster.events[0]!.event.message, /^ConfigMap app changed; waited 1 s for Kustomization flux-system\/app to apply main@sha1:2{40}, the longest --gitops-max-wait-seconds allows; rolling out \(checksum\/config=/);
+      assert.deepEqual(await gitopsWaits(cluster.metrics), { 'max-wait': 1 });
+      await sleep(WINDOW_MS * 5);
+      assert.equal(cluster.requests.length, 1);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('the workload\'s Kustomization tries the revision and fails: the hold ends and the watcher rolls', async () => {
+    const cluster = await fluxLayout();
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the hold', async () => (await cluster.metrics.gitopsHeld.get()).values[0]?.value === 1);
+      cluster.kustomizations.set('flux-system/app', kustomization('app', {
+        lastAppliedRevision: OLD_REVISION,
+        lastAttemptedRevision: NEW_REVISION,
+        conditions: [{ type: 'Ready', status: 'False', reason: 'BuildFailed' }],
+      }, { dependsOn: [{ name: 'config' }] }));
+      await eventually('the rollout', () => cluster.requests.length === 1);
+      await eventually('the Event', () => cluster.events.length === 1);
+      assert.match(cluster.events[0]!.event.message, /waited \d+ s for Kustomization flux-system\/app to apply main@sha1:2{40}; it finished without rolling the workload; rolling out/);
+      assert.deepEqual(await gitopsWaits(cluster.metrics), { released: 1 });
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  // Each case: the layout is changed so that nothing is to be waited for, and the change rolls as without Flux.
+  const rollsAtOnce: Array<[string, (cluster: FakeCluster) => void]> = [
+    ['the Flux API absent (no Kustomization to read)', (cluster) => cluster.kustomizations.clear()],
+    ['the workload\'s Kustomization has applied the revision already', (cluster) => cluster.kustomizations.set('flux-system/app', kustomization('app', { lastAppliedRevision: NEW_REVISION }))],
+    ['the two Kustomizations have different sources', (cluster) => cluster.kustomizations.set('flux-system/app', kustomization('app', { lastAppliedRevision: OLD_REVISION }, { sourceRef: { kind: 'GitRepository', name: 'other' } }))],
+    ['the workload\'s Kustomization is suspended', (cluster) => cluster.kustomizations.set('flux-system/app', kustomization('app', { lastAppliedRevision: OLD_REVISION }, { suspend: true }))],
+    ['one Kustomization applied both (its apply writes the ConfigMap first)', (cluster) => cluster.configMapLabels.set('app', fluxLabels('app'))],
+    ['the ConfigMap has no Flux labels (written by someone else)', (cluster) => cluster.configMapLabels.delete('app')],
+    ['a Kustomization cannot be read (403)', (cluster) => (cluster.kustomizationReadError = new Error('GET Kustomization flux-system/app: HTTP 403'))],
+  ];
+  for (const [name, change] of rollsAtOnce) {
+    test(`rolls at once: ${name}`, async () => {
+      const cluster = await fluxLayout();
+      change(cluster);
+      const watcher = await startedWatcher(cluster);
+      try {
+        cluster.setConfigMap('app', { level: 'debug' });
+        await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
+        assert.deepEqual(await gitopsWaits(cluster.metrics), {});
+      } finally {
+        await watcher.stop();
+      }
+    });
+  }
+
+  test('--gitops-max-wait-seconds=0: no Kustomization is ever read', async () => {
+    const cluster = await fluxLayout();
+    const watcher = await startedWatcher(cluster, { gitopsMaxWaitSeconds: 0 });
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
+      assert.deepEqual(cluster.kustomizationReads, []);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a workload without Flux labels: no Kustomization is read', async () => {
+    const cluster = await fluxLayout();
+    await cluster.deployment('web', ['app']);
+    const watcher = await startedWatcher(cluster);
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
+      assert.deepEqual(cluster.kustomizationReads, []);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a restart while held: the start-up pass holds the stale workload too, from the labels of every ConfigMap it consumes', async () => {
+    const cluster = await fluxLayout();
+    cluster.configMaps.set('app', { level: 'debug' });
+    const watcher = await startedWatcher(cluster);
+    try {
+      await eventually('the hold', async () => (await cluster.metrics.gitopsHeld.get()).values[0]?.value === 1);
+      await sleep(WINDOW_MS * 10);
+      assert.deepEqual(cluster.requests, []);
+      cluster.kustomizations.set('flux-system/app', kustomization('app', { lastAppliedRevision: NEW_REVISION }));
+      await eventually('the rollout', () => cluster.requests.length === 1);
+      assert.deepEqual(await gitopsWaits(cluster.metrics), { released: 1 });
     } finally {
       await watcher.stop();
     }
