@@ -251,7 +251,7 @@ test('a consumed Secret deleted: no rollout, and a SecretDeleted Warning Event',
 // Helm keeps one release Secret per revision (type helm.sh/release.v1, up to about 1 MiB each): a
 // watcher that listed them would hold the largest objects of many clusters for nothing.
 
-const RELEASE_SECRETS = 50;
+const RELEASE_SECRETS = 1000;
 const RELEASE_BYTES = 500 * 1024;
 // The API server's response-size histogram buckets are powers of ten: a LIST holding the release Secrets
 // is over 25 MB, one without them a few KB.
@@ -278,10 +278,14 @@ async function secretLists(): Promise<{ all: number; large: number }> {
   return { all, large: all - small };
 }
 
+const SETTLE_RSS_MS = 10_000;
+
 interface Restart {
   readonly rssKiB: number;
   readonly peakKiB: number;
   readonly synced: KubeObject;
+  /** From the restarted process's first log line to its "watches synced" line. */
+  readonly syncMs: number;
 }
 
 /**
@@ -294,10 +298,11 @@ async function restartAndMeasure(): Promise<Restart> {
   assert.ok(option);
   await option.restartWithOption();
   const synced = await waitFor('the restarted watcher to sync', async () => logEntries(logFile, offset).find((line) => line['msg'] === 'watches synced'), { timeoutMs: 60_000, intervalMs: 200 });
+  const syncMs = Date.parse(String(synced['time'])) - Date.parse(String(logEntries(logFile, offset)[0]?.['time']));
   assert.equal(metricSum(await webhookMetrics(), 'config_checksum_watch_synced'), 1, 'config_checksum_watch_synced says so too');
-  // Start-up garbage (the bundle, TLS, the first lists) takes a few seconds to be collected; a single
-  // sample then varies by a few MiB between two identical restarts, the median of nine much less.
-  await sleep(5_000);
+  // Start-up garbage (the bundle, TLS, the first lists) takes several seconds to be collected; a single
+  // sample then varies by a few MiB between two identical restarts, the median of nine less.
+  await sleep(SETTLE_RSS_MS);
   const { pid } = scenario.state.webhook;
   const samples: number[] = [];
   for (let sample = 0; sample < 9; sample++) {
@@ -305,7 +310,7 @@ async function restartAndMeasure(): Promise<Restart> {
     await sleep(300);
   }
   samples.sort((a, b) => a - b);
-  return { rssKiB: samples[4]!, peakKiB: residentKiB(pid, 'VmHWM'), synced };
+  return { rssKiB: samples[4]!, peakKiB: residentKiB(pid, 'VmHWM'), synced, syncMs };
 }
 
 function mib(kib: number): string {
@@ -313,17 +318,19 @@ function mib(kib: number): string {
 }
 
 function report(t: TestContext, label: string, restart: Restart): void {
-  t.diagnostic(`${label}: VmRSS ${mib(restart.rssKiB)} (peak ${mib(restart.peakKiB)}), synced with ${String(restart.synced['configMaps'])} ConfigMaps and ${String(restart.synced['workloads'])} workloads`);
+  t.diagnostic(`${label}: VmRSS ${mib(restart.rssKiB)} (peak ${mib(restart.peakKiB)}), synced in ${restart.syncMs} ms after its first log line, with ${String(restart.synced['configMaps'])} ConfigMaps and ${String(restart.synced['workloads'])} workloads`);
 }
 
-test(`${RELEASE_SECRETS} Helm release Secrets of 500 KiB in an opted-in namespace are never listed: the restarted watcher syncs, its resident memory is within 10% of a restart without them, and changing one rolls nothing`, { timeout: 240_000 }, async (t) => {
+test(`${RELEASE_SECRETS} Helm release Secrets of 500 KiB in an opted-in namespace are never listed: the restarted watcher syncs, its resident memory is within 5% of two restarts without them, and changing one rolls nothing`, { timeout: 900_000 }, async (t) => {
   const namespace = await scenario.namespace('e2e-swatch-helm', { optIn: true });
   // A workload that mounts the release Secret to come, created first so that both restarts index the same
   // workloads: were release Secrets watched, that Secret appearing, then changing, would each roll it.
   const latest = `sh.helm.release.v1.app.v${RELEASE_SECRETS}`;
   const stored = await deployed(namespace, { secretVolume: latest });
-  const without = await restartAndMeasure();
-  report(t, 'restart without the release Secrets', without);
+  // Two identical restarts differ by up to about 7% on a busy machine (when garbage is collected); the
+  // band of both is what the restart with the release Secrets is held to.
+  const without = [await restartAndMeasure(), await restartAndMeasure()];
+  without.forEach((restart, index) => report(t, `restart ${index + 1} without the release Secrets`, restart));
 
   const release = (revision: number): KubeObject => ({
     apiVersion: 'v1',
@@ -333,8 +340,8 @@ test(`${RELEASE_SECRETS} Helm release Secrets of 500 KiB in an opted-in namespac
     data: { release: randomBytes(RELEASE_BYTES).toString('base64') },
   });
   const createdAt = performance.now();
-  for (let revision = 1; revision <= RELEASE_SECRETS; revision += 5) {
-    await Promise.all([0, 1, 2, 3, 4].map((offset) => createSecret(release(revision + offset))));
+  for (let revision = 1; revision <= RELEASE_SECRETS; revision += 10) {
+    await Promise.all([...Array(10).keys()].map((offset) => createSecret(release(revision + offset))));
   }
   t.diagnostic(`${RELEASE_SECRETS} release Secrets (${RELEASE_SECRETS * RELEASE_BYTES / 1024 / 1024} MiB of data) created in ${Math.round(performance.now() - createdAt)} ms`);
 
@@ -345,12 +352,16 @@ test(`${RELEASE_SECRETS} Helm release Secrets of 500 KiB in an opted-in namespac
   t.diagnostic(`API server: ${listsAfter.all - listsBefore.all} LIST call(s) on Secrets during the restart, ${listsAfter.large - listsBefore.large} of them over ${LARGE_RESPONSE_BYTES} bytes`);
   assert.ok(listsAfter.all > listsBefore.all, 'the restarted watcher listed Secrets');
   assert.equal(listsAfter.large - listsBefore.large, 0, 'no LIST on Secrets answered with the release Secrets');
-  const ratio = withReleases.rssKiB / without.rssKiB;
-  t.diagnostic(`resident memory with / without the release Secrets: ${ratio.toFixed(3)}`);
-  assert.ok(Math.abs(ratio - 1) <= 0.1, `VmRSS ${mib(withReleases.rssKiB)} with the release Secrets, ${mib(without.rssKiB)} without: within 10%`);
+  const low = Math.min(...without.map((restart) => restart.rssKiB));
+  const high = Math.max(...without.map((restart) => restart.rssKiB));
+  t.diagnostic(`resident memory with the release Secrets / without: ${(withReleases.rssKiB / low).toFixed(3)} and ${(withReleases.rssKiB / high).toFixed(3)}`);
+  assert.ok(withReleases.rssKiB <= high * 1.05 && withReleases.rssKiB >= low * 0.95, `VmRSS ${mib(withReleases.rssKiB)} with the release Secrets, ${mib(low)} and ${mib(high)} without: within 5%`);
 
   await patchSecret(namespace, latest, { release: randomBytes(1024).toString('base64') });
   assert.equal((await settledReplicaSets(stored)).length, 1, 'no new ReplicaSet');
   assert.equal(secretChecksum(await scenario.read(stored)), secretChecksum(stored), 'checksum/secret unchanged');
   assert.deepEqual(await events(namespace, 'ConfigChanged'), [], 'no ConfigChanged Event');
+  // Half a GiB the API server's watch cache would otherwise keep for the rest of the run (the namespace
+  // controller deletes them; a DELETE of the collection would answer with all of them).
+  await client.expect('DELETE', `/api/v1/namespaces/${namespace}`);
 });
