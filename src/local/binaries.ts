@@ -1,5 +1,6 @@
 // The one place that finds the control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-// kubectl, helm, helm4, helmfile) for `npm start`, `npm test`, the e2e suites and the benchmarks:
+// kubectl, helm, helm4, helmfile, Flux's kustomize-controller, and flux-crds: the CRDs it needs) for
+// `npm start`, `npm test`, the e2e suites and the benchmarks:
 // CONTROL_PLANE_BIN when set, else what build-control-plane.sh prints (it builds them from the Go module
 // proxy into a cache outside the repository on first use; a warm cache makes it instant).
 
