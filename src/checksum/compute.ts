@@ -5,7 +5,7 @@
 // rules, the same encoding, a keyed digest, and one sources annotation naming both.
 
 import { stringEntries, type JsonObject } from '../util/json.ts';
-import { checksumV1, keyedChecksumV1, type HashedConfigMap } from './encode.ts';
+import { checksumV1, secretChecksumValue, type HashedConfigMap } from './encode.ts';
 import { collectReferences, CONFIGMAP_SOURCE, isConfigMapName, mergeReferences, SECRET_SOURCE, type ReferenceProblem, type SourceKind, type SourceUse } from './references.ts';
 
 /**
@@ -60,7 +60,7 @@ export interface SourceInput {
   readonly lookup: (name: string) => SourceLookup;
 }
 
-/** The Secrets' part: also the install's HMAC key (encode.ts, keyedChecksumV1). */
+/** The Secrets' part: also the install's HMAC key (encode.ts, secretChecksumValue). */
 export interface SecretInput extends SourceInput {
   readonly key: Uint8Array;
 }
@@ -110,7 +110,7 @@ export function computeChecksums(configMaps: SourceInput, secrets?: SecretInput)
   return {
     kind: 'computed',
     checksum: configMaps.plan.uses.length > 0 ? checksumV1(fromConfigMaps.hashed) : undefined,
-    secretChecksum: secrets && secrets.plan.uses.length > 0 ? keyedChecksumV1(secrets.key, fromSecrets.hashed) : undefined,
+    secretChecksum: secrets && secrets.plan.uses.length > 0 ? secretChecksumValue(secrets.key, fromSecrets.hashed) : undefined,
     sources: boundedSources(fromConfigMaps.entries, fromSecrets.entries),
     problems,
   };

@@ -48,6 +48,28 @@ export function keyedChecksumV1(key: Uint8Array, secrets: readonly HashedConfigM
   return createHmac('sha256', key).update(encodeV1(secrets)).digest('hex');
 }
 
+/**
+ * The id of a hash key: 8 hex characters of HMAC-SHA256(key, a fixed label). Names the key, tells nothing
+ * about it (nor about any Secret), and differs between two random keys but for a 1 in 4 billion chance.
+ */
+export function hashKeyId(key: Uint8Array): string {
+  return createHmac('sha256', key).update('config-checksum-webhook hash key id').digest('hex').slice(0, 8);
+}
+
+/**
+ * The value of checksum/secret: the id of the key, a dot, then keyedChecksumV1. The id lets the watcher
+ * tell a Secret changed while nobody watched (same key: roll) from a new key (not a change of config:
+ * each workload takes the new value at its next write).
+ */
+export function secretChecksumValue(key: Uint8Array, secrets: readonly HashedConfigMap[]): string {
+  return `${hashKeyId(key)}.${keyedChecksumV1(key, secrets)}`;
+}
+
+/** The key id a checksum/secret value was made with; undefined when the value is not of that form. */
+export function secretChecksumKeyId(value: string): string | undefined {
+  return /^[0-9a-f]{8}\.[0-9a-f]{64}$/.test(value) ? value.slice(0, 8) : undefined;
+}
+
 /** The v1 encoding itself: hashed by checksumV1, and pinned byte for byte by the golden vectors. */
 // eslint-disable-next-line max-statements -- the frozen layout (header comment) reads top to bottom here, field by field; split up, the order of fields would no longer be visible in one place.
 export function encodeV1(configMaps: readonly HashedConfigMap[]): Buffer {

@@ -20,6 +20,7 @@ import { decideWorkload, type SecretSource, type WorkloadDecision } from '../wor
 import { metadataString, WORKLOAD_KINDS, WORKLOAD_RESOURCES, workloadKey, type WorkloadKind, type WorkloadRef } from '../workload/kinds.ts';
 import { asArray, asObject, asString, type JsonObject } from '../util/json.ts';
 import { CONTRACT, type Config } from '../config.ts';
+import { hashKeyId, secretChecksumKeyId } from '../checksum/encode.ts';
 import type { ConfigMapReader } from '../kube/configmaps.ts';
 import type { WatcherApi } from '../kube/watcher-api.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
@@ -429,8 +430,9 @@ export class Watcher {
     let queued = 0;
     let upToDateWhenListed = 0;
     for (const workload of this.#index.workloads()) {
-      if (workload.checksum === undefined || !this.#scope.has(workload.namespace)) continue;
-      if (listed?.upToDate(workload)) {
+      if ((workload.checksum === undefined && workload.secretChecksum === undefined) || !this.#scope.has(workload.namespace)) continue;
+      // The listed checksums cover ConfigMaps only: a workload that consumes Secrets is checked live.
+      if (workload.secretUses.length === 0 && listed?.upToDate(workload)) {
         upToDateWhenListed++;
         continue;
       }
@@ -693,10 +695,7 @@ export class Watcher {
     if (current === undefined && currentSecret === undefined) return 'no-checksum';
     const decision = computedOrWhyNot(await decideWorkload(object, trigger.ref.namespace, { configMaps: this.#reader, secrets: this.#secrets }, this.#options));
     if (typeof decision === 'string') return decision;
-    // checksum/secret makes a workload stale only after a Secret's change event (currentSecret is read
-    // only then). In a level-based pass it would not tell a changed Secret from a new hash key (lost, or a
-    // reinstall), and rolling on it would roll every Secret-consuming workload at once, where a new key
-    // must only show at each workload's next write. The request carries both checksums; the webhook sets both.
+    // The request carries both checksums; the webhook sets both.
     if (!differs(current, decision.checksum) && !differs(currentSecret, decision.secretChecksum)) return 'up-to-date';
     // Config that went missing never rolls from here (DESIGN section 6: new pods could not start); the
     // workload's next write still hashes it as absent, with a warning to whoever writes.
@@ -706,10 +705,18 @@ export class Watcher {
     return { checksum: decision.requested };
   }
 
-  /** The workload's checksum/secret, when a Secret's change brought it here; undefined otherwise. */
+  /**
+   * The workload's checksum/secret when it can make the workload stale: after a Secret's change event; in a
+   * level-based pass only when it was made with the hash key loaded now (its key id, encode.ts). One made
+   * with another key (the key Secret lost, a reinstall) says nothing about the Secrets: rolling on it would
+   * roll every Secret-consuming workload at once, where a new key must only show at each one's next write.
+   */
   #secretChecksumFor(object: JsonObject, trigger: Trigger): string | undefined {
-    if (!this.#secrets || trigger.secrets.size === 0) return undefined;
-    return readAnnotation(object, TEMPLATE_METADATA, this.#secrets.annotation);
+    if (!this.#secrets) return undefined;
+    const current = readAnnotation(object, TEMPLATE_METADATA, this.#secrets.annotation);
+    if (current === undefined || trigger.secrets.size > 0) return current;
+    const key = this.#secrets.key();
+    return key && secretChecksumKeyId(current) === hashKeyId(key) ? current : undefined;
   }
 
   /** A rollout the webhook performed in our request: counted, logged and left as an Event, once. */
@@ -722,7 +729,7 @@ export class Watcher {
     const heldLog = held ? { kustomization: held.kustomization, waitedMs: Math.round(held.waitedMs), holdEnded: held.outcome } : {};
     this.#log.info({ ...logged, ...heldLog, checksum: rolled.checksum, attempts: trigger.failures + 1, reactionMs: Math.round(seconds * 1000) }, 'rolled out');
     const waited = held ? `; ${heldFor(held)}` : '';
-    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${changeCause(trigger)}${waited}; rolling out (${rolled.annotation}=${rolled.checksum.slice(0, 12)})`);
+    await this.#event({ ...ref, uid }, 'Normal', 'ConfigChanged', `${changeCause(trigger)}${waited}; rolling out (${rolled.annotation}=${shortChecksum(rolled.checksum)})`);
   }
 
   #mayNotWrite(): 'stopped' | 'not-leader' | undefined {
@@ -798,6 +805,11 @@ function computedOrWhyNot(decision: WorkloadDecision): Extract<WorkloadDecision,
 /** Whether a checksum the workload carries differs from the one computed now (either may be absent). */
 function differs(current: string | undefined, computed: string | undefined): boolean {
   return current !== undefined && computed !== undefined && current !== computed;
+}
+
+/** The first 12 hex characters of a checksum, after checksum/secret's key id. */
+function shortChecksum(value: string): string {
+  return value.slice(value.indexOf('.') + 1, value.indexOf('.') + 13);
 }
 
 /** What changed, for the ConfigChanged Event: the ConfigMaps and Secrets named, or the pass that found it. */

@@ -342,7 +342,7 @@ test('every reference shape, in containers and initContainers, gives checksum/se
     const deployment = consumer(namespace, name, shape);
     const created = seen(await client.create(deployment)).body;
     const expected = expectedChecksums(deployment, { configMaps: [], secrets, key });
-    assert.match(secretChecksum(created) ?? '', /^[0-9a-f]{64}$/, `${name}: ${SECRET_ANNOTATION} is 64 hex characters`);
+    assert.match(secretChecksum(created) ?? '', /^[0-9a-f]{8}\.[0-9a-f]{64}$/, `${name}: ${SECRET_ANNOTATION} is the key id, a dot and 64 hex characters`);
     assert.equal(secretChecksum(created), expected.secretChecksum, `${name}: the HMAC of the consumed keys`);
     assert.equal(sourcesAnnotation(created), shape.sources, `${name}: sources`);
     assert.equal(expected.sources, shape.sources, `${name}: the core names the same sources`);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LogLines } from './support.ts';
 import { test } from 'node:test';
-import { keyedChecksumV1 } from '../../src/checksum/encode.ts';
+import { secretChecksumValue } from '../../src/checksum/encode.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startWebhook } from '../../src/main.ts';
 import { HASH_KEY_FIELD, HASH_KEY_SECRET_NAME } from '../../src/secrets/hash-key.ts';
@@ -72,7 +72,7 @@ test('--secrets: the hash key is created before serving, and admissions hash Sec
     const answer = await postJson(webhook.server.port, tls.ca.certificate, reviewBody(admissionRequest(object)));
     assert.equal(answer.status, 200, answer.text);
     const patch = Buffer.from((answer.json as { response: { patch?: string } }).response.patch ?? '', 'base64').toString();
-    const expected = keyedChecksumV1(key, [{ name: 'db', content: { data: new Map(), binaryData: new Map([['password', Buffer.from(PASSWORD)]]) } }]);
+    const expected = secretChecksumValue(key, [{ name: 'db', content: { data: new Map(), binaryData: new Map([['password', Buffer.from(PASSWORD)]]) } }]);
     assert.ok(patch.includes(`"checksum/secret":"${expected}"`), patch);
     assert.match(patch, /"checksum\/config":"[0-9a-f]{64}"/);
     assert.ok(patch.includes('configmap/app, secret/db[password]'));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { computeChecksum, computeChecksums, planChecksum } from '../../src/checksum/compute.ts';
-import { checksumV1, encodeV1, ENCODING_VERSION_TAG, keyedChecksumV1, type HashedConfigMap } from '../../src/checksum/encode.ts';
+import { checksumV1, encodeV1, ENCODING_VERSION_TAG, hashKeyId, keyedChecksumV1, secretChecksumKeyId, secretChecksumValue, type HashedConfigMap } from '../../src/checksum/encode.ts';
 import { SECRET_SOURCE } from '../../src/checksum/references.ts';
 
 /** A vector's input in plain data: absent, or present with data (strings) and binaryData (bytes). */
@@ -311,6 +311,8 @@ describe('checksum v1 golden vectors', () => {
 // would change checksum/secret in every cluster that hashes Secrets.
 
 const TEST_KEY = Uint8Array.from({ length: 32 }, (_, index) => index);
+// hashKeyId(TEST_KEY): HMAC-SHA256(TEST_KEY, "config-checksum-webhook hash key id"), first 8 hex characters.
+const TEST_KEY_ID = 'b78244a8';
 
 interface KeyedVector {
   readonly label: string;
@@ -369,9 +371,18 @@ describe('checksum v1 keyed golden vectors (Secrets)', () => {
     const plan = planChecksum(template, undefined, 'config-checksum.io/extra-secrets', SECRET_SOURCE);
     const none = { plan: { uses: [], problems: [] }, lookup: () => ({ state: 'missing' as const }) };
     const found = computeChecksums(none, { plan, key: TEST_KEY, lookup: () => ({ state: 'found', data: { password: Buffer.from('hunter2').toString('base64') }, binaryData: undefined }) });
-    assert.equal(found.kind === 'computed' && found.secretChecksum, KEYED_VECTORS.find((v) => v.label === 'one key')!.hmacSha256);
+    assert.equal(found.kind === 'computed' && found.secretChecksum, `${TEST_KEY_ID}.${KEYED_VECTORS.find((v) => v.label === 'one key')!.hmacSha256}`);
     assert.equal(found.kind === 'computed' && found.checksum, undefined, 'no ConfigMap consumed: no checksum/config');
     const absent = computeChecksums(none, { plan, key: TEST_KEY, lookup: () => ({ state: 'missing' }) });
-    assert.equal(absent.kind === 'computed' && absent.secretChecksum, KEYED_VECTORS.find((v) => v.label === 'one absent Secret')!.hmacSha256);
+    assert.equal(absent.kind === 'computed' && absent.secretChecksum, `${TEST_KEY_ID}.${KEYED_VECTORS.find((v) => v.label === 'one absent Secret')!.hmacSha256}`);
+  });
+
+  test('the key id in checksum/secret: pinned for the test key, computed independently, read back; another key, another id', () => {
+    assert.equal(hashKeyId(TEST_KEY), TEST_KEY_ID);
+    assert.equal(createHmac('sha256', TEST_KEY).update('config-checksum-webhook hash key id').digest('hex').slice(0, 8), TEST_KEY_ID);
+    const value = secretChecksumValue(TEST_KEY, []);
+    assert.equal(secretChecksumKeyId(value), TEST_KEY_ID);
+    assert.notEqual(hashKeyId(TEST_KEY.map((byte) => byte ^ 1)), TEST_KEY_ID);
+    for (const notOurs of ['', TEST_KEY_ID, `${TEST_KEY_ID}.abc`, value.slice(9), `${TEST_KEY_ID.toUpperCase()}.${value.slice(9)}`]) assert.equal(secretChecksumKeyId(notOurs), undefined, notOurs);
   });
 });

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { computeChecksums, planChecksum, type ChecksumPlan, type ChecksumsOutcome, type SourceLookup } from '../../src/checksum/compute.ts';
-import { keyedChecksumV1 } from '../../src/checksum/encode.ts';
+import { secretChecksumValue } from '../../src/checksum/encode.ts';
 import { collectReferences, MAX_EXTRA_NAMES, SECRET_SOURCE } from '../../src/checksum/references.ts';
 import { CONTRACT } from '../../src/config.ts';
 import { lookupIn, secretData, TEST_HASH_KEY, type ConfigMapData } from '../support/fakes.ts';
@@ -103,7 +103,7 @@ describe('Secret reference shapes', () => {
           assert.equal(present.sources, shape.keyed ? `secret/${SECRET}[${KEY}]` : `secret/${SECRET}`);
           assert.equal(present.checksum, undefined, 'no ConfigMap: no checksum/config');
           const consumed = shape.keyed ? [[KEY, 'hunter2']] : [[KEY, 'hunter2'], ['username', 'app']];
-          const expected = keyedChecksumV1(TEST_HASH_KEY, [{ name: SECRET, content: { data: new Map(), binaryData: new Map(consumed.map(([key, value]) => [key!, Buffer.from(value!)])) } }]);
+          const expected = secretChecksumValue(TEST_HASH_KEY, [{ name: SECRET, content: { data: new Map(), binaryData: new Map(consumed.map(([key, value]) => [key!, Buffer.from(value!)])) } }]);
           assert.equal(present.secretChecksum, expected);
         });
 
@@ -123,7 +123,7 @@ describe('Secret reference shapes', () => {
           assert.ok(missing.kind === 'computed');
           assert.deepEqual(missing.problems, optional ? [] : [{ kind: 'missing-secret', name: SECRET }]);
           assert.equal(missing.sources, `${shape.keyed ? `secret/${SECRET}[${KEY}]` : `secret/${SECRET}`}(missing)`);
-          assert.equal(missing.secretChecksum, keyedChecksumV1(TEST_HASH_KEY, [{ name: SECRET }]));
+          assert.equal(missing.secretChecksum, secretChecksumValue(TEST_HASH_KEY, [{ name: SECRET }]));
           assert.notEqual(checksumOf(secretPlan, BASE), missing.secretChecksum, 'the Secret appearing rolls');
         });
 
@@ -176,7 +176,7 @@ describe('names no Secret can have', () => {
       assert.deepEqual(requiredOutcome.problems, [{ kind: 'invalid-secret-name', name }]);
       assert.deepEqual(run(optional).problems, []);
       assert.deepEqual(lookups, []);
-      assert.equal(requiredOutcome.kind === 'computed' && requiredOutcome.secretChecksum, keyedChecksumV1(TEST_HASH_KEY, [{ name }]));
+      assert.equal(requiredOutcome.kind === 'computed' && requiredOutcome.secretChecksum, secretChecksumValue(TEST_HASH_KEY, [{ name }]));
     });
   }
 });

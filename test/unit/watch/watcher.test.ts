@@ -684,7 +684,7 @@ describe('watcher with --secrets', () => {
   test('a ConfigMap change of a workload that also consumes a Secret: one request carrying both checksums; the webhook sets both; counted once', async () => {
     const { cluster, store } = await withSecrets();
     const beforeSecret = secretChecksumOf(cluster);
-    assert.match(beforeSecret ?? '', /^[0-9a-f]{64}$/);
+    assert.match(beforeSecret ?? '', /^[0-9a-f]{8}\.[0-9a-f]{64}$/);
     const watcher = await startedWatcher(cluster);
     try {
       store.set('db', { password: 'two' });
@@ -700,19 +700,48 @@ describe('watcher with --secrets', () => {
     }
   });
 
-  test('a checksum/secret that differs alone (a changed Secret, or a new hash key) is not rolled by a level-based pass', async () => {
+  test('a new hash key (the workload\'s checksum/secret made with another): a level-based pass rolls nothing; it shows at the next write', async () => {
     const { cluster, store } = await withSecrets();
-    store.set('db', { password: 'changed' });
     store.key = Uint8Array.from({ length: 32 }, () => 7);
-    // The start-up pass finds it up to date from the ConfigMap list; the periodic pass (a minute, run in
-    // 600 ms by the fast clock) decides it from live reads.
-    const watcher = await startedWatcher(cluster, { resyncMinutes: 1 });
+    const watcher = await startedWatcher(cluster);
     try {
-      await eventually('a periodic pass that reads the workload', () => cluster.workloadReads.length >= 1);
+      await eventually('the start-up pass reads the workload', () => cluster.workloadReads.length >= 1);
       await sleep(WINDOW_MS * 10);
       assert.deepEqual(cluster.requests, []);
       assert.equal(cluster.events.length, 0);
       assert.ok(((await cluster.metrics.watchSkipped.get()).values.find((value) => value.labels['reason'] === 'up-to-date')?.value ?? 0) >= 1, 'decided, and found up to date');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a Secret changed while no watcher ran (same key): the start-up pass rolls the workload once', async () => {
+    const { cluster, store } = await withSecrets();
+    const before = secretChecksumOf(cluster);
+    store.set('db', { password: 'changed' });
+    const watcher = await startedWatcher(cluster);
+    try {
+      await eventually('the rollout', () => cluster.events.length === 1);
+      await sleep(WINDOW_MS * 10);
+      assert.equal(cluster.requests.length, 1);
+      assert.notEqual(secretChecksumOf(cluster), before, 'the webhook set the new checksum/secret');
+      assert.match(cluster.events[0]!.event.message, /^config changed while no watcher was running; rolling out \(checksum\/secret=[0-9a-f]{12}\)$/);
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a workload consuming only Secrets is checked by level-based passes too', async () => {
+    const cluster = new FakeCluster();
+    const store = new SecretStore();
+    cluster.secrets = store.source();
+    cluster.secretStore = store;
+    store.set('db', { password: 'one' });
+    await cluster.deployment('web', [], { container: { name: 'app', envFrom: [{ secretRef: { name: 'db' } }] } });
+    store.set('db', { password: 'two' });
+    const watcher = await startedWatcher(cluster);
+    try {
+      await eventually('the rollout', () => cluster.requests.length === 1);
     } finally {
       await watcher.stop();
     }
