@@ -13,9 +13,9 @@ import { LeaderElector } from './watch/leader.ts';
 import { Reflector } from './watch/reflector.ts';
 import { Watcher } from './watch/watcher.ts';
 import { serviceDnsNames, type KeyPairPem } from './tls/certs.ts';
-import { SelfManagedCertificates } from './tls/self-managed.ts';
+import { SelfManagedCertificates, type SelfManagedOptions } from './tls/self-managed.ts';
 import { Readiness } from './server/readiness.ts';
-import { CLOSE_GRACE_MS, startServer, type RunningServer } from './server/https.ts';
+import { CLOSE_GRACE_MS, startServer, type RunningServer, type TlsFiles, type TlsInMemory } from './server/https.ts';
 import { createLogger, loggableError, type Logger } from './telemetry/logger.ts';
 import { createMetrics, registerSecretMetrics, type Metrics } from './telemetry/metrics.ts';
 import { HashKeyLoader } from './secrets/hash-key.ts';
@@ -30,6 +30,7 @@ export interface Webhook {
 
 export async function startWebhook(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Webhook> {
   const metrics = createMetrics();
+  metrics.watchEnabled.set(config.watch ? 1 : 0);
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const http = new KubeHttp(kubeConfig);
   const reader = new ApiConfigMapReader(http, (result, seconds) => {
@@ -38,29 +39,9 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
   });
   const secrets = config.secrets ? await startSecrets(config, { http, logger, metrics }) : undefined;
   const readiness = new Readiness();
-  // Self-managed: listen only once the Secret holds a certificate and caBundle trusts its CA, so the
-  // readiness probe cannot pass before an admission call could succeed.
-  let serveCertificate: (pair: KeyPairPem) => void = () => {};
-  const certificates = config.tlsMode === 'self-managed'
-    ? new SelfManagedCertificates(certificatesApi(http), {
-        namespace: config.namespace,
-        secretName: config.tlsSecretName,
-        webhookConfigurationName: config.webhookConfigurationName,
-        pollMs: config.certPollSeconds * 1000,
-        authority: {
-          caValidityMs: config.caValiditySeconds * 1000,
-          leafValidityMs: config.certValiditySeconds * 1000,
-          propagationMs: config.certPropagationSeconds * 1000,
-          dnsNames: [...serviceDnsNames(config.serviceName, config.namespace), ...config.certExtraSans.filter((name) => isIP(name) === 0)],
-          ipAddresses: config.certExtraSans.filter((name) => isIP(name) !== 0),
-        },
-      }, logger, (pair) => serveCertificate(pair))
-    : undefined;
-  const tls = certificates
-    ? { pair: await certificates.start(), clientCaFile: config.clientCaFile }
-    : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile };
-  const server = await startServer({ reader, secrets: secrets?.source, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls, drainSeconds: config.drainSeconds });
-  serveCertificate = (pair) => void server.setCertificate(pair);
+  const certificates = await startCertificates(config, http, logger);
+  const server = await startServer({ reader, secrets: secrets?.source, settings: config, logger, metrics, readiness }, { host: config.host, port: config.port, healthPort: config.healthPort, tls: certificates.tls, drainSeconds: config.drainSeconds });
+  certificates.serveTo(server);
   const watcher = config.watch ? createWatcher(config, { http, reader, secrets: secrets?.source, logger, metrics }) : undefined;
   await watcher?.start();
   const secretsLine = config.secrets ? { secrets: true, secretChecksumAnnotation: config.secretChecksumAnnotation } : {};
@@ -73,9 +54,59 @@ export async function startWebhook(config: Config, logger: Logger = createLogger
       // The watcher first: it releases the leader Lease so another replica takes over at once.
       await watcher?.stop();
       secrets?.hashKey.stop();
-      certificates?.stop();
+      certificates.stop();
       await server.stop();
       http.close();
+    },
+  };
+}
+
+/** Where the serving certificate comes from: files (reloaded when they change), or the self-managed loop. */
+interface Certificates {
+  readonly tls: TlsFiles | TlsInMemory;
+  /** From now on, every leaf the self-managed loop issues is served by `server`. */
+  serveTo(server: RunningServer): void;
+  stop(): void;
+}
+
+/**
+ * Self-managed: returns only once the Secret holds a certificate and caBundle trusts its CA, so the server
+ * listens (and the readiness probe passes) only when an admission call could succeed.
+ */
+async function startCertificates(config: Config, http: KubeHttp, logger: Logger): Promise<Certificates> {
+  if (config.tlsMode !== 'self-managed') {
+    return { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.clientCaFile }, serveTo: () => {}, stop: () => {} };
+  }
+  let latest: { pair: KeyPairPem; bundle: string } | undefined;
+  let serve: (pair: KeyPairPem, bundle: string) => void = () => {};
+  const certificates = new SelfManagedCertificates(certificatesApi(http), selfManagedOptions(config), logger, (pair, bundle) => {
+    latest = { pair, bundle };
+    serve(pair, bundle);
+  });
+  const pair = await certificates.start();
+  return {
+    tls: { pair, issuers: latest?.bundle, clientCaFile: config.clientCaFile },
+    serveTo: (server) => {
+      serve = (next, bundle) => void server.setCertificate(next, bundle);
+      // A leaf issued between the start and now (a rotation step) is served at once.
+      if (latest && latest.pair !== pair) serve(latest.pair, latest.bundle);
+    },
+    stop: () => certificates.stop(),
+  };
+}
+
+function selfManagedOptions(config: Config): SelfManagedOptions {
+  return {
+    namespace: config.namespace,
+    secretName: config.tlsSecretName,
+    webhookConfigurationName: config.webhookConfigurationName,
+    pollMs: config.certPollSeconds * 1000,
+    authority: {
+      caValidityMs: config.caValiditySeconds * 1000,
+      leafValidityMs: config.certValiditySeconds * 1000,
+      propagationMs: config.certPropagationSeconds * 1000,
+      dnsNames: [...serviceDnsNames(config.serviceName, config.namespace), ...config.certExtraSans.filter((name) => isIP(name) === 0)],
+      ipAddresses: config.certExtraSans.filter((name) => isIP(name) !== 0),
     },
   };
 }

@@ -1,11 +1,13 @@
 // The TLS server around the fastify app: listen, reload the certificate when its files change, drain on stop.
 
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
+import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type https from 'node:https';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { KeyPairPem } from '../tls/certs.ts';
+import { observeCertificateExpiry } from '../tls/expiry.ts';
 import { buildApp, buildHealthApp, type AppParts } from './app.ts';
 import { DRAINING } from './readiness.ts';
 import { loggableError } from '../telemetry/logger.ts';
@@ -24,6 +26,8 @@ export interface TlsFiles {
 /** A certificate held in memory (self-managed mode): replaced with setCertificate(). */
 export interface TlsInMemory {
   readonly pair: KeyPairPem;
+  /** PEM CAs one of which issued the certificate (the caBundle), for the CA's expiry metric. */
+  readonly issuers?: string | undefined;
   readonly clientCaFile?: string | undefined;
 }
 
@@ -48,8 +52,8 @@ export interface RunningServer {
   readonly healthPort: number | undefined;
   /** Reload the certificate now (also happens on its own when the files change). */
   reloadCertificate(): boolean;
-  /** Serve this certificate to new connections (in-memory mode); false if the pair is unusable. */
-  setCertificate(pair: KeyPairPem): boolean;
+  /** Serve this certificate to new connections (in-memory mode), `issuers` as in TlsInMemory; false if the pair is unusable. */
+  setCertificate(pair: KeyPairPem, issuers?: string): boolean;
   /** Go unready, keep serving for the drain window, then close. */
   stop(): Promise<void>;
 }
@@ -60,20 +64,22 @@ const DEFAULT_CERT_POLL_MS = 2_000;
 export async function startServer(parts: AppParts, options: ServerOptions): Promise<RunningServer> {
   const tls = options.tls;
   const files = 'certFile' in tls ? tls : undefined;
-  let pair = 'pair' in tls ? tls.pair : undefined;
+  let memory = 'pair' in tls ? { pair: tls.pair, issuers: tls.issuers } : undefined;
   const tlsOptions = (): https.ServerOptions => {
     const material = {
-      cert: files ? readFileSync(files.certFile) : pair!.certificate,
-      key: files ? readFileSync(files.keyFile) : pair!.privateKey,
+      cert: files ? readFileSync(files.certFile) : memory!.pair.certificate,
+      key: files ? readFileSync(files.keyFile) : memory!.pair.privateKey,
       ...(tls.clientCaFile ? { ca: readFileSync(tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
     };
     createSecureContext(material); // throws on a key that does not match the certificate
+    observeCertificateExpiry(parts.metrics.certificateExpiry, material.cert.toString(), files ? caBeside(files.certFile) : memory?.issuers);
     return { ...material, minVersion: 'TLSv1.2' };
   };
 
-  const app = buildApp(parts, tlsOptions());
+  const initial = tlsOptions();
+  const app = buildApp(parts, initial);
   // Same certificate, no client certificate asked for: the probes' and scrapers' port.
-  const health = tls.clientCaFile && options.healthPort !== undefined ? buildHealthApp(parts, withoutClientCa(tlsOptions())) : undefined;
+  const health = tls.clientCaFile && options.healthPort !== undefined ? buildHealthApp(parts, withoutClientCa(initial)) : undefined;
   const apps = health ? [app, health] : [app];
   const sockets = openSockets(apps);
   const reloadCertificate = (): boolean => {
@@ -111,11 +117,11 @@ export async function startServer(parts: AppParts, options: ServerOptions): Prom
     })();
     return stopping;
   };
-  const setCertificate = (next: KeyPairPem): boolean => {
-    const previous = pair;
-    pair = next;
+  const setCertificate = (next: KeyPairPem, issuers?: string): boolean => {
+    const previous = memory;
+    memory = { pair: next, issuers };
     if (reloadCertificate()) return true;
-    pair = previous;
+    memory = previous;
     return false;
   };
   return { app, port, healthPort, reloadCertificate, setCertificate, stop };
@@ -168,6 +174,18 @@ function openSockets(apps: readonly FastifyInstance[]): ReadonlySet<Socket> {
     });
   }
   return sockets;
+}
+
+/**
+ * The ca.crt beside a certificate file, where cert-manager (and any kubernetes.io/tls Secret that carries
+ * its CA) puts the issuer; empty when there is none.
+ */
+function caBeside(certFile: string): string {
+  try {
+    return readFileSync(path.join(path.dirname(certFile), 'ca.crt'), 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function withoutClientCa(options: https.ServerOptions): https.ServerOptions {

@@ -13,10 +13,18 @@ export interface Metrics {
   readonly admissionWarnings: Counter;
   readonly badRequests: Counter<'status'>;
   readonly certificateReloads: Counter<'result'>;
+  /** notAfter of the certificate served and of the CA that issued it, as Unix seconds (certificate.ts keeps it). */
+  readonly certificateExpiry: Gauge<'certificate'>;
   readonly watchRollouts: Counter<'kind'>;
   readonly watchSkipped: Counter<'reason'>;
   readonly watchRetries: Counter;
   readonly watchPending: Gauge;
+  /** Rollouts on their way (decided, waiting for a token, or waiting to be retried), for the age of the oldest. */
+  readonly pendingRollouts: PendingRollouts;
+  readonly oldestPendingRollout: Gauge;
+  readonly watchRateLimitWait: Counter;
+  readonly watchRateLimitWaiting: Gauge;
+  readonly watchEnabled: Gauge;
   readonly watchErrors: Counter<'operation'>;
   readonly watchRestarts: Counter<'resource' | 'reason'>;
   readonly watchReaction: Histogram;
@@ -32,6 +40,7 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const pendingRollouts = new PendingRollouts();
   return {
     registry,
     admissions: new Counter({
@@ -84,6 +93,12 @@ export function createMetrics(): Metrics {
       labelNames: ['result'],
       registers,
     }),
+    certificateExpiry: new Gauge({
+      name: 'config_checksum_certificate_expiration_timestamp_seconds',
+      help: 'When the certificate served stops being valid (certificate=serving) and when the CA that issued it does (certificate=ca; absent when that CA is not known: a --tls-cert-file without its chain and no ca.crt beside it), as Unix seconds.',
+      labelNames: ['certificate'],
+      registers,
+    }),
     watchRollouts: new Counter({
       name: 'config_checksum_watch_rollouts_total',
       help: 'Workloads rolled at the watcher\'s request because a consumed ConfigMap (or, with --secrets, Secret) changed (the webhook set the new checksum in the request; each is a rollout).',
@@ -104,6 +119,32 @@ export function createMetrics(): Metrics {
     watchPending: new Gauge({
       name: 'config_checksum_watch_pending_rollouts',
       help: 'Workloads whose rollout request did not land yet and waits for its next attempt.',
+      registers,
+    }),
+    pendingRollouts,
+    // Computed at each scrape, like client-go's workqueue_unfinished_work_seconds: a gauge set only when a
+    // rollout lands or fails would hold the age of a stuck one still.
+    oldestPendingRollout: new Gauge({
+      name: 'config_checksum_watch_oldest_pending_rollout_seconds',
+      help: 'How long the oldest rollout on its way (decided, waiting for a rate-limit token, or waiting to be retried after a request that did not land) has waited since the first change that called for it was seen; 0 when none.',
+      registers,
+      collect() {
+        this.set(pendingRollouts.oldestAgeSeconds());
+      },
+    }),
+    watchRateLimitWait: new Counter({
+      name: 'config_checksum_watch_rate_limit_wait_seconds_total',
+      help: 'Time the watcher\'s writes spent waiting for a token of the rollout rate limit (--rollout-rate, --rollout-burst); its rate is the average number of writes held back by the limit.',
+      registers,
+    }),
+    watchRateLimitWaiting: new Gauge({
+      name: 'config_checksum_watch_rate_limit_waiting',
+      help: 'Writes of the watcher waiting for a token of the rollout rate limit now.',
+      registers,
+    }),
+    watchEnabled: new Gauge({
+      name: 'config_checksum_watch_enabled',
+      help: '1 when this process runs the watcher (--watch), else 0; the other config_checksum_watch_* gauges mean nothing when it is 0.',
       registers,
     }),
     watchErrors: new Counter({
@@ -157,6 +198,63 @@ export function createMetrics(): Metrics {
       registers,
     }),
   };
+}
+
+/**
+ * The rollouts the watcher has on its way, each keyed by its workload, with when the first change that
+ * called for it was seen (performance.now(), the watcher's own clock). A key is begun when its change is
+ * first handled and ended when it is decided for good (rolled, found up to date, skipped, given up by a
+ * replica that stopped leading); a request that did not land leaves it begun through the retry, so the age
+ * keeps growing until the rollout lands.
+ */
+export class PendingRollouts {
+  readonly #since = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  /** The rollout of `key` is on its way since `since`; a key already begun keeps the earlier time. */
+  begin(key: string, since: number): void {
+    const previous = this.#since.get(key);
+    this.#since.set(key, previous === undefined ? since : Math.min(previous, since));
+  }
+
+  end(key: string): void {
+    this.#since.delete(key);
+  }
+
+  /** Everything ends at once (the watcher stops). */
+  clear(): void {
+    this.#since.clear();
+  }
+
+  get size(): number {
+    return this.#since.size;
+  }
+
+  /** Seconds since the oldest pending rollout's first change; 0 when none is pending. */
+  oldestAgeSeconds(): number {
+    let oldest = Infinity;
+    for (const since of this.#since.values()) oldest = Math.min(oldest, since);
+    return oldest === Infinity ? 0 : Math.max(0, (this.#now() - oldest) / 1000);
+  }
+}
+
+/**
+ * Takes a token of the rollout rate limit (`take`, the watcher's TokenBucket) and counts the wait: writes
+ * waiting now, and the seconds they waited once they have their token.
+ */
+export async function rateLimited(metrics: Pick<Metrics, 'watchRateLimitWait' | 'watchRateLimitWaiting'>, take: () => Promise<void>): Promise<void> {
+  const started = performance.now();
+  metrics.watchRateLimitWaiting.inc();
+  try {
+    await take();
+  } finally {
+    metrics.watchRateLimitWaiting.dec();
+    metrics.watchRateLimitWait.inc((performance.now() - started) / 1000);
+  }
 }
 
 /** The metrics of Secrets (--secrets), registered only then: an install without Secrets shows none of them. */

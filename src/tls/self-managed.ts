@@ -28,13 +28,16 @@ export class SelfManagedCertificates {
   readonly #api: CertificatesApi;
   readonly #options: SelfManagedOptions;
   readonly #log: Logger;
-  readonly #serve: (leaf: KeyPairPem) => void;
+  readonly #serve: (leaf: KeyPairPem, bundle: string) => void;
   #served: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  /** `serve` is called with every new leaf, before any caller relies on it. */
-  constructor(api: CertificatesApi, options: SelfManagedOptions, logger: Logger, serve: (leaf: KeyPairPem) => void) {
+  /**
+   * `serve` is called with every new leaf, before any caller relies on it, and the CA bundle published with
+   * it (which holds the leaf's issuer, for the expiry metric of the CA).
+   */
+  constructor(api: CertificatesApi, options: SelfManagedOptions, logger: Logger, serve: (leaf: KeyPairPem, bundle: string) => void) {
     this.#api = api;
     this.#options = options;
     this.#log = logger.child({ component: 'certificates' });
@@ -77,7 +80,7 @@ export class SelfManagedCertificates {
       }
       await this.#publish(configuration, state.bundle);
       if (this.#served !== state.leaf.certificate) {
-        this.#serve(state.leaf);
+        this.#serve(state.leaf, state.bundle);
         this.#served = state.leaf.certificate;
       }
       return state;

@@ -25,7 +25,7 @@ import type { ConfigMapReader } from '../kube/configmaps.ts';
 import type { WatcherApi } from '../kube/watcher-api.ts';
 import { loggableError, type Logger } from '../telemetry/logger.ts';
 import { OperationalError } from '../util/errors.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
+import { rateLimited, type Metrics } from '../telemetry/metrics.ts';
 import type { ConfigMapUse } from '../checksum/references.ts';
 import { configMapKey, consumesAny, DependencyIndex, type IndexedWorkload, type SourceType } from './dependents.ts';
 import { changedKeys, digestConfigMap, KeySets, type KeyDigests } from './digests.ts';
@@ -304,6 +304,7 @@ export class Watcher {
     for (const { timer } of this.#heldPolls.values()) clearTimeout(timer);
     this.#heldPolls.clear();
     this.#metrics.watchPending.set(0);
+    this.#metrics.pendingRollouts.clear();
     this.#queue.clear();
     this.#holds?.clear();
     for (const reflector of this.#reflectors) reflector.stop();
@@ -563,6 +564,7 @@ export class Watcher {
   async #reconcile(trigger: Trigger): Promise<void> {
     if (this.#stopped) return;
     const key = workloadKey(trigger.ref);
+    this.#metrics.pendingRollouts.begin(key, trigger.since);
     // A new leader checks every annotated workload when it takes over, this one included.
     if (!this.#leader.leading) return this.#ended(key, 'not-leader');
     if (!this.#scope.has(trigger.ref.namespace)) return this.#ended(key, 'out-of-scope');
@@ -570,8 +572,8 @@ export class Watcher {
       for (let conflicts = 0; conflicts <= IMMEDIATE_CONFLICT_RETRIES; conflicts++) {
         if (this.#stopped) return;
         const result = await this.#requestIfStale(trigger);
-        if (result === 'done') this.#holds?.forget(key);
-        if (result !== 'conflict') return;
+        if (result === 'done') return this.#finished(key);
+        if (result === 'held') return;
       }
       throw new OperationalError(`the workload was written by someone else ${IMMEDIATE_CONFLICT_RETRIES + 1} times in a row`);
     } catch (error) {
@@ -595,7 +597,7 @@ export class Watcher {
     const hold = await this.#gitOpsHold(trigger, object);
     if (hold === 'held') return hold;
 
-    await this.#bucket.take();
+    await rateLimited(this.#metrics, () => this.#bucket.take());
     // Stopped (or stepped down) while deciding or waiting for a token: the next leader decides again.
     const lost = this.#mayNotWrite();
     if (lost) return this.#done(lost);
@@ -742,9 +744,15 @@ export class Watcher {
     return 'done';
   }
 
+  /** The change of this workload is done: nothing held or pending for it any more. */
+  #finished(key: string): void {
+    this.#holds?.forget(key);
+    this.#metrics.pendingRollouts.end(key);
+  }
+
   /** The change of this workload ends here without a decision (and any hold with it). */
   #ended(key: string, reason: string): void {
-    this.#holds?.forget(key);
+    this.#finished(key);
     this.#skip(reason);
   }
 

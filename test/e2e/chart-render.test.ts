@@ -12,9 +12,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { KubeObject } from '../../src/local/kube.ts';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { controlPlaneBinaries } from '../../src/local/binaries.ts';
-import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, normalise, objectKey } from './support/helm.ts';
+import { CHART_DIR, GATEWAY_EXAMPLE_DIR, HelmTools, MANIFESTS_DIR, normalise, objectKey } from './support/helm.ts';
 
 // namespace.create=true: the overlays create the Namespace; the chart leaves that to --create-namespace
 // unless asked (values.yaml explains why).
@@ -24,6 +25,18 @@ const OVERLAYS: ReadonlyArray<{ overlay: string; values: KubeObject }> = [
   { overlay: 'cert-manager', values: { namespace: { create: true }, certificates: { mode: 'cert-manager' } } },
   { overlay: 'client-certificates', values: { namespace: { create: true }, clientCertificates: { enabled: true } } },
   { overlay: 'secrets', values: { namespace: { create: true }, secrets: { enabled: true } } },
+  { overlay: 'monitoring', values: { namespace: { create: true }, metrics: { serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true } } } },
+];
+
+// The monitoring components combined with the other options as a user's own overlay would list them
+// (paths under manifests/; components in this order), against the values that say the same.
+const COMPOSITIONS: ReadonlyArray<{ resources: string[]; components: string[]; values: KubeObject }> = [
+  { resources: ['base'], components: ['components/pod-monitor', 'components/prometheus-rule'], values: { metrics: { podMonitor: { enabled: true }, prometheusRule: { enabled: true } } } },
+  { resources: ['base'], components: ['components/service-monitor', 'components/client-certificates'], values: { metrics: { serviceMonitor: { enabled: true } }, clientCertificates: { enabled: true } } },
+  { resources: ['base'], components: ['components/pod-monitor', 'components/client-certificates', 'components/grafana-dashboard'], values: { metrics: { podMonitor: { enabled: true }, grafanaDashboard: { enabled: true } }, clientCertificates: { enabled: true } } },
+  { resources: ['overlays/cert-manager'], components: ['components/service-monitor', 'components/monitoring-cert-manager'], values: { metrics: { serviceMonitor: { enabled: true } }, certificates: { mode: 'cert-manager' } } },
+  { resources: ['overlays/cert-manager'], components: ['components/pod-monitor', 'components/monitoring-cert-manager', 'components/client-certificates'], values: { metrics: { podMonitor: { enabled: true } }, certificates: { mode: 'cert-manager' }, clientCertificates: { enabled: true } } },
+  { resources: ['base'], components: ['components/monitoring-cert-manager', 'components/secrets'], values: { secrets: { enabled: true } } },
 ];
 
 function find(objects: readonly KubeObject[], kind: string, name?: string): KubeObject {
@@ -50,6 +63,16 @@ describe('the Helm chart', () => {
   for (const { overlay, values } of OVERLAYS) {
     test(`renders the objects of manifests/overlays/${overlay} (helm template config-checksum-webhook -n config-checksum ${JSON.stringify(values)})`, async () => {
       const [chart, kustomize] = await Promise.all([tools.renderChart(values), tools.renderOverlay(overlay)]);
+      const chartObjects = normalise(chart);
+      const overlayObjects = normalise(kustomize);
+      assert.deepEqual([...chartObjects.keys()].sort(), [...overlayObjects.keys()].sort(), 'the same (kind, namespace, name)');
+      for (const [key, expected] of overlayObjects) assert.deepEqual(chartObjects.get(key), expected, `${key} equal after normalisation`);
+    });
+  }
+
+  for (const { resources, components, values } of COMPOSITIONS) {
+    test(`renders the objects of kustomize resources [${resources.join(', ')}] with components [${components.join(', ')}] (${JSON.stringify(values)})`, async () => {
+      const [chart, kustomize] = await Promise.all([tools.renderChart({ namespace: { create: true }, ...values }), tools.renderComposition(resources, components)]);
       const chartObjects = normalise(chart);
       const overlayObjects = normalise(kustomize);
       assert.deepEqual([...chartObjects.keys()].sort(), [...overlayObjects.keys()].sort(), 'the same (kind, namespace, name)');
@@ -182,7 +205,8 @@ describe('the Helm chart', () => {
 
   test('helm lint --strict passes for the chart in every mode, and for the example charts', async () => {
     const charts = [path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway'), path.join(GATEWAY_EXAMPLE_DIR, 'charts', 'gateway-apis')];
-    for (const [chart, set] of [[CHART_DIR, []], [CHART_DIR, ['--set', 'mode=cluster-wide,certificates.mode=cert-manager']], [CHART_DIR, ['--set', 'secrets.enabled=true']], ...charts.map((c) => [c, []] as const)] as const) {
+    const monitoring = ['--set', 'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,clientCertificates.enabled=true'];
+    for (const [chart, set] of [[CHART_DIR, []], [CHART_DIR, ['--set', 'mode=cluster-wide,certificates.mode=cert-manager']], [CHART_DIR, ['--set', 'secrets.enabled=true']], [CHART_DIR, monitoring], ...charts.map((c) => [c, []] as const)] as const) {
       const result = await tools.runHelm(['lint', '--strict', chart, ...set]);
       assert.equal(result.code, 0, `helm lint --strict ${chart} ${set.join(' ')}:\n${result.stdout}${result.stderr}`);
     }
@@ -199,6 +223,93 @@ describe('the Helm chart', () => {
     assert.match(own['spec']['template']['metadata']['annotations']['checksum/config'], /^[0-9a-f]{64}$/);
   });
 
+  test('the monitors scrape the probes\' port over HTTPS and verify the serving certificate against the CA of the certificate mode, under the release\'s names', async () => {
+    const release = { release: 'anything', namespace: 'platform' };
+    const endpoint = (objects: KubeObject[], kind: 'ServiceMonitor' | 'PodMonitor'): KubeObject => {
+      const monitor = find(objects, kind, 'cc-gw');
+      assert.equal(monitor['metadata']['namespace'], 'platform');
+      assert.deepEqual(monitor['spec']['selector'], { matchLabels: { 'app.kubernetes.io/name': 'config-checksum-webhook' } });
+      assert.deepEqual(monitor['spec']['namespaceSelector'], { matchNames: ['platform'] });
+      const endpoints = monitor['spec'][kind === 'ServiceMonitor' ? 'endpoints' : 'podMetricsEndpoints'] as KubeObject[];
+      assert.equal(endpoints.length, 1);
+      return endpoints[0]!;
+    };
+    const selfManaged = await tools.renderChart({ fullnameOverride: 'cc-gw', metrics: { serviceMonitor: { enabled: true } } }, release);
+    assert.deepEqual(endpoint(selfManaged, 'ServiceMonitor'), {
+      port: 'https',
+      scheme: 'https',
+      path: '/metrics',
+      // The bundle keeps the old CA beside the new one through a CA rotation (src/tls/authority.ts).
+      tlsConfig: { ca: { secret: { name: 'cc-gw-tls', key: 'ca-bundle.crt' } }, serverName: 'cc-gw.platform.svc' },
+    });
+    const certManager = await tools.renderChart({ fullnameOverride: 'cc-gw', certificates: { mode: 'cert-manager' }, clientCertificates: { enabled: true }, metrics: { podMonitor: { enabled: true } } }, release);
+    assert.deepEqual(endpoint(certManager, 'PodMonitor'), {
+      port: 'health',
+      scheme: 'https',
+      path: '/metrics',
+      tlsConfig: { ca: { secret: { name: 'cc-gw-cert', key: 'ca.crt' } }, serverName: 'cc-gw.platform.svc' },
+    });
+    // The name the monitors verify is a SAN of the certificate cert-manager issues.
+    assert.ok(find(certManager, 'Certificate')['spec']['dnsNames'].includes('cc-gw.platform.svc'));
+    // With client certificates, the ServiceMonitor needs the health port on the Service.
+    const withClientCertificates = await tools.renderChart({ fullnameOverride: 'cc-gw', clientCertificates: { enabled: true }, metrics: { serviceMonitor: { enabled: true } } }, release);
+    assert.equal(endpoint(withClientCertificates, 'ServiceMonitor')['port'], 'health');
+    assert.deepEqual(find(withClientCertificates, 'Service')['spec']['ports'], [
+      { name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' },
+      { name: 'health', port: 8081, targetPort: 'health', protocol: 'TCP' },
+    ]);
+    assert.deepEqual(find(withClientCertificates, 'Deployment')['spec']['template']['spec']['containers'][0]['ports'].map((port: KubeObject) => port['name']), ['https', 'health']);
+  });
+
+  test('monitor values: namespace, labels, annotations, interval, scrapeTimeout, namespaceSelector, relabelings and a TLS config of your own', async () => {
+    for (const kind of ['serviceMonitor', 'podMonitor'] as const) {
+      const relabelings = [{ action: 'replace', targetLabel: 'cluster', replacement: 'eu-1' }];
+      const metricRelabelings = [{ action: 'drop', sourceLabels: ['__name__'], regex: 'nodejs_.*' }];
+      const tlsConfig = { ca: { configMap: { name: 'webhook-ca', key: 'ca.crt' } }, serverName: 'webhook.example' };
+      const objects = await tools.renderChart({
+        metrics: {
+          [kind]: {
+            enabled: true,
+            namespace: 'monitoring',
+            labels: { release: 'kube-prometheus-stack' },
+            annotations: { owner: 'platform' },
+            interval: '30s',
+            scrapeTimeout: '10s',
+            namespaceSelector: { any: true },
+            relabelings,
+            metricRelabelings,
+            tlsConfig,
+          },
+        },
+      });
+      const monitor = find(objects, kind === 'serviceMonitor' ? 'ServiceMonitor' : 'PodMonitor');
+      assert.equal(monitor['metadata']['namespace'], 'monitoring');
+      assert.equal(monitor['metadata']['labels']['release'], 'kube-prometheus-stack');
+      assert.deepEqual(monitor['metadata']['annotations'], { owner: 'platform' });
+      assert.deepEqual(monitor['spec']['namespaceSelector'], { any: true });
+      assert.deepEqual(monitor['spec'][kind === 'serviceMonitor' ? 'endpoints' : 'podMetricsEndpoints'], [
+        { port: 'https', scheme: 'https', path: '/metrics', interval: '30s', scrapeTimeout: '10s', tlsConfig, relabelings, metricRelabelings },
+      ]);
+    }
+  });
+
+  test('grafanaDashboard: the dashboard file in a ConfigMap for Grafana\'s sidecar, the same file as the kustomize component\'s', async () => {
+    const file = readFileSync(path.join(CHART_DIR, 'dashboards', 'config-checksum-webhook.json'), 'utf8');
+    assert.equal(readFileSync(path.join(MANIFESTS_DIR, 'components', 'grafana-dashboard', 'config-checksum-webhook.json'), 'utf8'), file, 'one dashboard, two copies');
+    const dashboard = JSON.parse(file) as KubeObject;
+    assert.equal(dashboard['uid'], 'config-checksum-webhook');
+    const objects = await tools.renderChart({ metrics: { grafanaDashboard: { enabled: true, namespace: 'monitoring', annotations: { grafana_folder: 'Platform' } } } });
+    const configMap = find(objects, 'ConfigMap', 'config-checksum-webhook-dashboard');
+    assert.equal(configMap['metadata']['namespace'], 'monitoring');
+    assert.equal(configMap['metadata']['labels']['grafana_dashboard'], '1');
+    assert.deepEqual(configMap['metadata']['annotations'], { grafana_folder: 'Platform' });
+    assert.deepEqual(configMap['data'], { 'config-checksum-webhook.json': file });
+  });
+
+  test('both monitors at once are refused: every series would be scraped twice', async () => {
+    await assert.rejects(tools.renderChart({ metrics: { serviceMonitor: { enabled: true }, podMonitor: { enabled: true } } }), /enable one/);
+  });
+
   test('values outside the schema are refused with a message that names them', async () => {
     for (const [values, message] of [
       [{ mode: 'everywhere' }, /\/mode/],
@@ -209,6 +320,13 @@ describe('the Helm chart', () => {
       [{ secrets: true }, /\/secrets/],
       [{ modes: 'cluster-wide' }, /modes/],
       [{ secrets: { enabled: true }, checksumAnnotation: 'checksum/secret' }, /checksumAnnotation must not be checksum\/secret/],
+      [{ metrics: { serviceMonitor: { enabled: true, interval: 'often' } } }, /\/metrics\/serviceMonitor\/interval/],
+      [{ metrics: { podMonitor: { scrape: '10s' } } }, /scrape/],
+      [{ metrics: { prometheusRule: { alerts: { noLeader: { for: 'five minutes' } } } } }, /\/metrics\/prometheusRule\/alerts\/noLeader\/for/],
+      [{ metrics: { prometheusRule: { alerts: { admissionsFailingOpen: { ratio: 0 } } } } }, /\/metrics\/prometheusRule\/alerts\/admissionsFailingOpen\/ratio/],
+      [{ metrics: { prometheusRule: { alerts: { rolloutsPending: { threshold: 60 } } } } }, /threshold/],
+      [{ metrics: { prometheusRule: { runbookBaseUrl: 'README.md' } } }, /\/metrics\/prometheusRule\/runbookBaseUrl/],
+      [{ metrics: { grafanaDashboard: { labels: { grafana_dashboard: 1 } } } }, /\/metrics\/grafanaDashboard\/labels\/grafana_dashboard/],
     ] as const) {
       await assert.rejects(tools.renderChart(values as KubeObject), message, JSON.stringify(values));
     }

@@ -3,7 +3,8 @@
 // which is passed through), forwards to the API server over TLS, and on demand:
 //   delay    holds each request this long before forwarding (slower than the webhook's read deadline)
 //   refuse   closes the listening socket (ECONNREFUSED) and every open connection
-//   status   answers every request with a Kubernetes Status of that HTTP code (403, 500, ...)
+//   status   answers every request with a Kubernetes Status of that HTTP code (403, 500, ...); with
+//            `paths`, only the requests whose path and query match, the others being forwarded
 //   drop     destroys every open connection and every new one at once (a network cut)
 //   gone     answers the first watch of each resource with an ERROR event, code 410 (resourceVersion
 //            expired, as after etcd compaction), then forwards as usual
@@ -19,7 +20,7 @@ export type FaultMode =
   | { readonly kind: 'pass' }
   | { readonly kind: 'delay'; readonly ms: number }
   | { readonly kind: 'refuse' }
-  | { readonly kind: 'status'; readonly status: number }
+  | { readonly kind: 'status'; readonly status: number; readonly paths?: RegExp }
   | { readonly kind: 'drop' }
   | { readonly kind: 'gone' };
 
@@ -154,6 +155,11 @@ export class FaultProxy {
         request.socket.destroy();
         return;
       case 'status': {
+        if (mode.paths && !mode.paths.test(request.url ?? '')) {
+          this.#record(request, 'forwarded');
+          this.#forward(request, response);
+          return;
+        }
         this.#record(request, `answered ${mode.status}`);
         const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `injected by the fault proxy (${mode.status})`, reason: mode.status === 403 ? 'Forbidden' : 'InternalError', code: mode.status });
         response.writeHead(mode.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });

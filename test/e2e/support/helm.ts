@@ -10,7 +10,8 @@ import { parseJsonStream, run, type CommandResult, type KubeObject } from '../..
 import { REPO_ROOT } from '../../../src/local/webhook.ts';
 
 export const CHART_DIR = path.join(REPO_ROOT, 'manifests', 'chart', 'config-checksum-webhook');
-export const OVERLAYS_DIR = path.join(REPO_ROOT, 'manifests', 'overlays');
+export const MANIFESTS_DIR = path.join(REPO_ROOT, 'manifests');
+export const OVERLAYS_DIR = path.join(MANIFESTS_DIR, 'overlays');
 export const GATEWAY_EXAMPLE_DIR = path.join(REPO_ROOT, 'test', 'examples', 'gateway');
 
 
@@ -120,6 +121,25 @@ export class HelmTools {
   async renderOverlay(overlay: string): Promise<KubeObject[]> {
     const result = await run(this.kubectl, ['kustomize', path.join(OVERLAYS_DIR, overlay)], undefined, this.env);
     return this.decode(expectOk(`kubectl kustomize ${overlay}`, result).stdout);
+  }
+
+  /**
+   * What a user's own overlay renders: a kustomization in a fresh directory of the work directory with these
+   * resources and components (paths under manifests/, e.g. 'overlays/cert-manager', 'components/pod-monitor'),
+   * in this order, as `kubectl kustomize` does.
+   */
+  async renderComposition(resources: readonly string[], components: readonly string[]): Promise<KubeObject[]> {
+    const dir = mkdtempSync(path.join(this.workDir, 'overlay-'));
+    const relative = (entry: string): string => path.relative(dir, path.join(MANIFESTS_DIR, entry));
+    const kustomization = {
+      apiVersion: 'kustomize.config.k8s.io/v1beta1',
+      kind: 'Kustomization',
+      resources: resources.map(relative),
+      components: components.map(relative),
+    };
+    writeFileSync(path.join(dir, 'kustomization.yaml'), JSON.stringify(kustomization));
+    const result = await run(this.kubectl, ['kustomize', dir], undefined, this.env);
+    return this.decode(expectOk(`kubectl kustomize ${[...resources, ...components].join(' + ')}`, result).stdout);
   }
 
   /** Removes the helm home when this instance made it. */

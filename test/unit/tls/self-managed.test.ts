@@ -8,6 +8,7 @@ import type { CertificatesApi } from '../../../src/kube/certificates-api.ts';
 import type { SecretName } from '../../../src/kube/secrets.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 import type { KeyPairPem } from '../../../src/tls/certs.ts';
+import { certificateExpiry } from '../../../src/tls/expiry.ts';
 import { SelfManagedCertificates } from '../../../src/tls/self-managed.ts';
 import type { JsonObject } from '../../../src/util/json.ts';
 
@@ -75,10 +76,14 @@ class FakeApi implements CertificatesApi {
   }
 }
 
-function replica(api: FakeApi): { certificates: SelfManagedCertificates; served: KeyPairPem[] } {
+function replica(api: FakeApi): { certificates: SelfManagedCertificates; served: KeyPairPem[]; bundles: string[] } {
   const served: KeyPairPem[] = [];
-  const certificates = new SelfManagedCertificates(api, OPTIONS, createLogger('silent'), (leaf) => served.push(leaf));
-  return { certificates, served };
+  const bundles: string[] = [];
+  const certificates = new SelfManagedCertificates(api, OPTIONS, createLogger('silent'), (leaf, bundle) => {
+    served.push(leaf);
+    bundles.push(bundle);
+  });
+  return { certificates, served, bundles };
 }
 
 describe('self-managed certificates', () => {
@@ -94,6 +99,9 @@ describe('self-managed certificates', () => {
       assert.deepEqual(api.publishedBundles(), [api.secretText('ca-bundle.crt'), api.secretText('ca-bundle.crt')]);
       assert.equal(a.served.length, 1);
       assert.equal(b.served.length, 1);
+      // Each leaf comes with the bundle it was published with, which holds its issuer (the CA's expiry metric).
+      assert.deepEqual(a.bundles, [api.secretText('ca-bundle.crt')]);
+      assert.equal(certificateExpiry(leafA.certificate, a.bundles[0]).ca, certificateExpiry(api.secretText('ca.crt')).serving);
     } finally {
       a.certificates.stop();
       b.certificates.stop();

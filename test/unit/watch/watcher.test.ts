@@ -232,10 +232,11 @@ function newWatcher(cluster: FakeCluster, options: Partial<WatcherOptions> = {})
 }
 
 /** A started, synced watcher over `cluster`, leading unless told otherwise. */
-async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[]; resyncMinutes?: number; gitopsMaxWaitSeconds?: number } = {}): Promise<Watcher> {
+async function startedWatcher(cluster: FakeCluster, options: { leading?: boolean; inScope?: readonly string[]; resyncMinutes?: number; gitopsMaxWaitSeconds?: number; rollout?: Pick<WatcherOptions, 'rolloutRatePerSecond' | 'rolloutBurst'> } = {}): Promise<Watcher> {
   const watcher = newWatcher(cluster, {
     ...(options.resyncMinutes === undefined ? {} : { resyncMinutes: options.resyncMinutes }),
     ...(options.gitopsMaxWaitSeconds === undefined ? {} : { gitopsMaxWaitSeconds: options.gitopsMaxWaitSeconds }),
+    ...options.rollout,
   });
   await watcher.start();
   for (const namespace of options.inScope ?? [NS]) cluster.watch('/api/v1/namespaces').handlers.upsert({ metadata: { name: namespace } });
@@ -338,6 +339,49 @@ describe('watcher', () => {
       assert.ok(cluster.requests.length >= 2, 'asked again');
       assert.ok(await counter(cluster.metrics, 'watchRetries') >= 1);
       assert.equal(await counter(cluster.metrics, 'watchRollouts'), 1, 'counted once');
+    } finally {
+      await watcher.stop();
+    }
+  });
+
+  test('a rollout that does not land: the oldest pending rollout ages from its change through every retry, and is gone once it lands', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    await cluster.deployment('web', ['app']);
+    cluster.webhookUp = false;
+    const watcher = await startedWatcher(cluster);
+    try {
+      const changed = performance.now();
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('two requests that did not land', () => cluster.requests.length >= 2, 5_000);
+      assert.equal(cluster.metrics.pendingRollouts.size, 1, 'pending between its attempts');
+      const age = cluster.metrics.pendingRollouts.oldestAgeSeconds();
+      assert.ok(age >= (performance.now() - changed) / 1000 - 0.05, `counted from the change, coalescing window included (${age} s)`);
+      cluster.webhookUp = true;
+      await eventually('the retried request to land', () => cluster.events.length === 1, 5_000);
+      assert.equal(cluster.metrics.pendingRollouts.oldestAgeSeconds(), 0, 'none pending once it landed');
+      cluster.webhookUp = false;
+      cluster.setConfigMap('app', { level: 'trace' });
+      await eventually('a request that did not land', () => cluster.requests.length >= 4, 5_000);
+      assert.equal(cluster.metrics.pendingRollouts.size, 1);
+    } finally {
+      await watcher.stop();
+    }
+    assert.equal(cluster.metrics.pendingRollouts.size, 0, 'stop() forgets what it will not roll');
+  });
+
+  test('rollouts beyond the burst wait for the rate limit, and the wait is counted', async () => {
+    const cluster = new FakeCluster();
+    cluster.configMaps.set('app', { level: 'info' });
+    for (let index = 0; index < 8; index++) await cluster.deployment(`web-${index}`, ['app']);
+    const watcher = await startedWatcher(cluster, { rollout: { rolloutRatePerSecond: 20, rolloutBurst: 2 } });
+    try {
+      cluster.setConfigMap('app', { level: 'debug' });
+      await eventually('every rollout', () => cluster.events.length === 8, 5_000);
+      const waited = (await cluster.metrics.watchRateLimitWait.get()).values[0]?.value ?? 0;
+      // 6 writes past the burst of 2, one token every 50 ms, 4 at a time: at least 6 x 50 ms waited in all.
+      assert.ok(waited >= 0.25, `writes waited ${waited} s for tokens`);
+      assert.equal((await cluster.metrics.watchRateLimitWaiting.get()).values[0]?.value, 0, 'none waiting now');
     } finally {
       await watcher.stop();
     }

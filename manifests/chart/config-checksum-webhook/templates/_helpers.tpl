@@ -76,6 +76,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has .Values.certificates.mode (list "self-managed" "cert-manager")) -}}
 {{- fail (printf "certificates.mode must be self-managed or cert-manager, got %q" .Values.certificates.mode) -}}
 {{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
+{{- fail "metrics.serviceMonitor.enabled and metrics.podMonitor.enabled are both true: enable one (each scrapes every replica, and Prometheus would hold every series twice)" -}}
+{{- end -}}
 {{- if and .Values.secrets.enabled (eq .Values.checksumAnnotation "checksum/secret") -}}
 {{- fail "checksumAnnotation must not be checksum/secret when secrets.enabled is true: that annotation carries the Secrets' checksum (the webhook would refuse to start)" -}}
 {{- end -}}
@@ -144,4 +147,84 @@ expressions followed by namespaceSelector.extraExpressions.
 {{/* The port the probes use: the health port when the admission port requires client certificates. */}}
 {{- define "ccw.probePort" -}}
 {{- if .Values.clientCertificates.enabled }}health{{ else }}https{{ end -}}
+{{- end -}}
+
+{{/*
+How Prometheus verifies the webhook's serving certificate: the CA from the Secret that holds it, and the
+Service's DNS name (a SAN of both the self-managed and the cert-manager certificate). Self-managed:
+ca-bundle.crt, the bundle the API server trusts, which holds the old CA beside the new one through a CA
+rotation, so scrapes keep verifying while the serving certificate moves to the new CA.
+*/}}
+{{- define "ccw.metricsTlsConfig" -}}
+{{- if eq .Values.certificates.mode "cert-manager" -}}
+ca:
+  secret: {name: {{ include "ccw.certSecretName" . }}, key: ca.crt}
+{{- else -}}
+ca:
+  secret: {name: {{ include "ccw.tlsSecretName" . }}, key: ca-bundle.crt}
+{{- end }}
+serverName: {{ printf "%s.%s.svc" (include "ccw.fullname" .) .Release.Namespace }}
+{{- end -}}
+
+{{/*
+One scrape endpoint of a ServiceMonitor or PodMonitor: dict "root" (the chart's context) "monitor" (its
+values). The port is the probes' port: the one that asks for no client certificate.
+*/}}
+{{- define "ccw.metricsEndpoint" -}}
+{{- $monitor := .monitor -}}
+- port: {{ include "ccw.probePort" .root }}
+  scheme: https
+  path: /metrics
+  {{- with $monitor.interval }}
+  interval: {{ . }}
+  {{- end }}
+  {{- with $monitor.scrapeTimeout }}
+  scrapeTimeout: {{ . }}
+  {{- end }}
+  tlsConfig:
+    {{- if $monitor.tlsConfig }}
+    {{- toYaml $monitor.tlsConfig | nindent 4 }}
+    {{- else }}
+    {{- include "ccw.metricsTlsConfig" .root | nindent 4 }}
+    {{- end }}
+  {{- with $monitor.relabelings }}
+  relabelings:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $monitor.metricRelabelings }}
+  metricRelabelings:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* Where a monitor looks for the Service or the pods: its namespaceSelector value, else the release namespace. */}}
+{{- define "ccw.monitorNamespaceSelector" -}}
+{{- if .monitor.namespaceSelector -}}
+{{- toYaml .monitor.namespaceSelector -}}
+{{- else -}}
+matchNames: [{{ .root.Release.Namespace }}]
+{{- end -}}
+{{- end -}}
+
+{{/* Metadata of the monitoring objects: dict "root" "name" "values" (with namespace, labels, annotations). */}}
+{{- define "ccw.monitoringMetadata" -}}
+name: {{ .name }}
+namespace: {{ .values.namespace | default .root.Release.Namespace }}
+labels:
+  {{- include "ccw.labels" .root | nindent 2 }}
+  {{- with .values.labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .values.annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* An alert's labels: its severity, then metrics.prometheusRule.alertLabels. dict "alert" "rule". */}}
+{{- define "ccw.alertLabels" -}}
+severity: {{ .alert.severity }}
+{{- with .rule.alertLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
