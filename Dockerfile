@@ -13,6 +13,15 @@ RUN node src/build.ts dist/main.mjs
 # certificate comes from a mounted Secret or from the self-managed Secret in memory). No node_modules:
 # the bundle is the whole program, with the licences of what it contains beside it.
 FROM node:24-bookworm-slim
+# What registries, scanners and `podman image inspect` show. The version is package.json's (a unit test
+# checks that they agree); the source is the repository the image is built from: give it with
+# --build-arg SOURCE_URL=<repository URL> (test/image/build-image.sh passes the git remote "origin").
+ARG SOURCE_URL
+LABEL org.opencontainers.image.title="config-checksum-webhook"
+LABEL org.opencontainers.image.description="Mutating admission webhook and watcher that roll Deployments, StatefulSets and DaemonSets exactly once when the ConfigMaps they consume change."
+LABEL org.opencontainers.image.version="0.1.0"
+LABEL org.opencontainers.image.licenses="Apache-2.0"
+LABEL org.opencontainers.image.source="${SOURCE_URL}"
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/dist/ ./

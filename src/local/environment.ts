@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../config.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
+import { removeStaleContainers } from './container.ts';
 import { Kubectl, KubeClient } from './kube.ts';
 import { installWebhook, SERVICE_ACCOUNT, WEBHOOK_CONFIGURATION, type InstalledWebhook, type WebhookFiles } from './webhook.ts';
 
@@ -55,6 +56,8 @@ export interface EnvironmentOptions {
   readonly log?: (line: string) => void;
   /** See ControlPlaneOptions.handleSignals. */
   readonly handleSignals?: boolean;
+  /** Run the webhook as this container image under podman (container.ts) instead of the bundle under node. */
+  readonly containerImage?: string;
 }
 
 export async function startEnvironment(options: EnvironmentOptions): Promise<Environment> {
@@ -68,6 +71,7 @@ export async function startEnvironment(options: EnvironmentOptions): Promise<Env
       ...(options.webhookLogLevel ? { logLevel: options.webhookLogLevel } : {}),
       ...(options.webhookArgs ? { extraArgs: options.webhookArgs } : {}),
       ...(options.tokenDuration ? { tokenDuration: options.tokenDuration } : {}),
+      ...(options.containerImage ? { containerImage: options.containerImage } : {}),
     });
   } catch (error) {
     await controlPlane.stop({ keepRunDir: true });
@@ -99,7 +103,12 @@ export async function startEnvironment(options: EnvironmentOptions): Promise<Env
   };
   const statePath = path.join(controlPlane.runDir, 'state.json');
   writeState(statePath, state);
-  return { controlPlane, webhook, state, statePath, stop: (stopOptions) => controlPlane.stop(stopOptions) };
+  const stop = async (stopOptions?: { keepRunDir?: boolean }): Promise<void> => {
+    await controlPlane.stop(stopOptions);
+    // A container whose podman process had to be killed outlives it; the stop above ended every process.
+    if (options.containerImage) removeStaleContainers();
+  };
+  return { controlPlane, webhook, state, statePath, stop };
 }
 
 export function writeState(statePath: string, state: E2EState): void {

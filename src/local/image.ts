@@ -1,5 +1,6 @@
 // The image as the Dockerfile describes it, so that its exact command runs outside Docker (there is no
-// engine here): the build stage's steps, what the run stage copies from it, its ENV and its ENTRYPOINT.
+// engine here): the build stage's steps, what the run stage copies from it, its ENV, LABELs and ENTRYPOINT.
+// (test/image/build-image.sh builds the real image, where podman and buildah are installed.)
 // Every webhook process of the e2e run and the benchmarks is the image's program: the bundle that
 // src/build.ts makes, started with the ENTRYPOINT's node flags.
 
@@ -12,11 +13,13 @@ const DOCKERFILE = path.resolve(import.meta.dirname, '..', '..', 'Dockerfile');
 export interface ImageRecipe {
   /** WORKDIR of the build stage, and its RUN commands in order (shell form). */
   readonly build: { readonly workdir: string; readonly steps: readonly string[] };
-  /** The run stage: WORKDIR, `COPY --from=build <from> <to>` pairs, ENV, ENTRYPOINT (exec form). */
+  /** The run stage: WORKDIR, `COPY --from=build <from> <to>` pairs, ENV, LABEL, ENTRYPOINT (exec form). */
   readonly run: {
     readonly workdir: string;
     readonly copies: ReadonlyArray<{ readonly from: string; readonly to: string }>;
     readonly env: Readonly<Record<string, string>>;
+    /** LABEL key="value" (quotes removed; an ARG reference such as ${SOURCE_URL} stays as written). */
+    readonly labels: Readonly<Record<string, string>>;
     readonly entrypoint: readonly string[];
   };
 }
@@ -28,6 +31,8 @@ export function readImageRecipe(dockerfile = DOCKERFILE): ImageRecipe {
   if (/\\\s*$/m.test(text)) throw new Error('the Dockerfile continues a line with "\\"; image.ts reads one instruction per line');
   if (/^COPY --from=build\s+--/m.test(text)) throw new Error('a COPY --from=build with more flags; image.ts reads only "COPY --from=build <from> <to>"');
   if (/^ENV \S+=\S*\s+\S+=/m.test(text)) throw new Error('an ENV with several assignments; image.ts reads one per line');
+  const badLabel = /^LABEL (?!\S+=(?:"(?:[^"\\]|\\.)*"|[^\s"]+)\s*$).*$/m.exec(text);
+  if (badLabel) throw new Error(`${badLabel[0]}: image.ts reads one LABEL key=value (or key="value") per line`);
   const stages = text.split(/^(?=FROM )/m).filter((stage) => stage.startsWith('FROM '));
   const buildStage = stages.find((stage) => /^FROM \S+ AS build\s*$/m.test(stage));
   const runStage = stages.at(-1);
@@ -49,6 +54,11 @@ export function readImageRecipe(dockerfile = DOCKERFILE): ImageRecipe {
         const equals = assignment.indexOf('=');
         if (equals <= 0) throw new Error(`ENV ${assignment}: expected NAME=value`);
         return [assignment.slice(0, equals), assignment.slice(equals + 1)];
+      })),
+      labels: Object.fromEntries(lines(runStage, 'LABEL').map((label) => {
+        const equals = label.indexOf('=');
+        const value = label.slice(equals + 1);
+        return [label.slice(0, equals), value.startsWith('"') ? (JSON.parse(value) as string) : value];
       })),
       entrypoint: JSON.parse(entrypoint) as string[],
     },

@@ -135,7 +135,8 @@ export function sleep(ms: number): Promise<void> {
 
 /**
  * A detached shell that outlives this process: when `ownerPid` is gone (killed with SIGKILL, crashed
- * before any handler ran), it kills every group still in the registry and removes `removeDir`.
+ * before any handler ran), it kills every group still in the registry, removes the containers named in it
+ * ("<pgid> <name> container=<container>", see container.ts) and removes `removeDir`.
  */
 export function startWatchdog(ownerPid: number, registry: Registry, removeDir: string): ChildProcess {
   const script = [
@@ -146,6 +147,9 @@ export function startWatchdog(ownerPid: number, registry: Registry, removeDir: s
     '  while read -r pgid name; do kill -TERM "-$pgid" 2>/dev/null; done < "$registry"',
     '  sleep 2',
     '  while read -r pgid name; do kill -KILL "-$pgid" 2>/dev/null; done < "$registry"',
+    '  while read -r pgid name; do',
+    '    case "$name" in *container=*) podman rm --force --ignore --time 0 "${name##*container=}" >/dev/null 2>&1;; esac',
+    '  done < "$registry"',
     'fi',
     'rm -rf -- "$dir"',
   ].join('\n');

@@ -1,16 +1,19 @@
 // The webhook as users run it: its own process (the image's program: the bundle of src/main.ts with the
-// ENTRYPOINT's node flags, see image.ts), the ServiceAccount, RBAC and
+// ENTRYPOINT's node flags, see image.ts; or, in container mode, the image itself under podman, see
+// container.ts), the ServiceAccount, RBAC and
 // MutatingWebhookConfiguration from the shipped manifests, its ServiceAccount's token as its only
 // credential. The one deviation from a cluster install: clientConfig.service becomes a url on 127.0.0.1,
 // because nothing here routes Service traffic.
 
+import { createHash } from 'node:crypto';
 import { mkdirSync, statSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { createCertificateAuthority, issueCertificate, serviceDnsNames, DAY_MS } from '../tls/certs.ts';
 import { freePort, kubeconfigYaml, type ControlPlane } from './control-plane.ts';
-import { isAlive, registered, spawnLogged, stopGroup, tail, unregister, type Registry } from './process.ts';
-import { buildImageProgram } from './image.ts';
+import { isAlive, registered, spawnLogged, stopGroup, tail, unregister, type LoggedProcess, type Registry } from './process.ts';
+import { buildImageProgram, readImageRecipe } from './image.ts';
+import { containerName, containerOfProcess, podmanRunArgs, prepareContainerRuntime, removeContainer, removeStaleContainers, shellInImage, type ContainerRuntime } from './container.ts';
 import { GiveUp, Kubectl, KubeClient, parseJsonStream, resourcePath, waitFor, type KubeObject } from './kube.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -35,6 +38,8 @@ export interface WebhookFiles {
   readonly logFile: string;
   /** What follows `node` to run the image's program: the ENTRYPOINT's node flags and the bundle (image.ts). */
   readonly program: readonly string[];
+  /** When set, every start runs this image under podman instead of `node <program>` (container.ts). */
+  readonly container?: ContainerRuntime;
 }
 
 export interface WebhookProcessOptions {
@@ -48,7 +53,7 @@ export interface WebhookProcessOptions {
   /** Keep running after the starting process exits (a test file that restarts the webhook). */
   readonly outliveParent?: boolean;
   readonly startTimeoutMs?: number;
-  /** A command that runs before node and execs it (e.g. entering a memory cgroup); node's path and args follow it. */
+  /** A command that runs before node and execs it (e.g. entering a memory cgroup); node's path and args follow it. Not with files.container. */
   readonly launcher?: readonly string[];
 }
 
@@ -59,33 +64,24 @@ export interface WebhookProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the image's program (files.program) and waits until it listens and answers /readyz over TLS. */
+/**
+ * Starts the image's program (files.program; with files.container, the image under podman) and waits until
+ * it listens and answers /readyz over TLS.
+ */
 export async function startWebhookProcess(options: WebhookProcessOptions): Promise<WebhookProcess> {
   const { files } = options;
   // The log is shared by every start of this run; only what this start writes counts.
   const offset = fileSize(files.logFile);
-  const launcher = options.launcher ?? [];
-  const child = spawnLogged({
-    name: 'webhook',
-    command: launcher[0] ?? process.execPath,
-    args: [
-      ...launcher.slice(1),
-      ...(launcher.length > 0 ? [process.execPath] : []),
-      ...files.program,
-      '--host', '127.0.0.1',
-      '--port', String(options.port),
-      '--tls-cert-file', files.certFile,
-      '--tls-key-file', files.keyFile,
-      '--kubeconfig', files.kubeconfig,
-      '--drain-seconds', '0',
-      '--log-level', options.logLevel ?? 'info',
-      ...(options.extraArgs ?? []),
-    ],
-    cwd: REPO_ROOT,
-    logFile: files.logFile,
-    registry: options.registry,
-    outliveParent: options.outliveParent ?? false,
-  });
+  const child = spawnWebhook(options, [
+    '--host', '127.0.0.1',
+    '--port', String(options.port),
+    '--tls-cert-file', files.certFile,
+    '--tls-key-file', files.keyFile,
+    '--kubeconfig', files.kubeconfig,
+    '--drain-seconds', '0',
+    '--log-level', options.logLevel ?? 'info',
+    ...(options.extraArgs ?? []),
+  ]);
   const failure = (why: string): Error => new Error(`webhook ${why}; log: ${files.logFile}\n${tail(files.logFile)}`);
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   try {
@@ -105,18 +101,43 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
     });
     return { pid: child.pid, port, logFile: files.logFile, stop: () => stopWebhookProcess(child.pid, options.registry) };
   } catch (error) {
+    const container = containerOfProcess(child.pid);
     await stopGroup(child.pid, 1_000);
+    if (container) removeContainer(container);
     throw failure((error as Error).message);
   }
+}
+
+/** `node <program> <args>` (behind the launcher, if any), or `podman run <image> <args>` with files.container. */
+function spawnWebhook(options: WebhookProcessOptions, args: readonly string[]): LoggedProcess {
+  const { files } = options;
+  const common = { logFile: files.logFile, registry: options.registry, outliveParent: options.outliveParent ?? false };
+  if (files.container) {
+    if (options.launcher) throw new Error('a launcher cannot wrap the webhook container (files.container)');
+    const name = containerName();
+    // The registry names the container, so that the run's watchdog removes it too (process.ts).
+    return spawnLogged({ name: `webhook container=${name}`, command: 'podman', args: podmanRunArgs(files.container, name, args, process.env), ...common });
+  }
+  const launcher = options.launcher ?? [];
+  return spawnLogged({
+    name: 'webhook',
+    command: launcher[0] ?? process.execPath,
+    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), ...files.program, ...args],
+    cwd: REPO_ROOT,
+    ...common,
+  });
 }
 
 /**
  * SIGTERM (the drain window is 0 here), SIGKILL if it lingers. Works from any process of the run. With a
  * registry, also waits until the process that started the webhook has unregistered it, so that a restart
- * registering right after cannot race that process rewriting the registry file.
+ * registering right after cannot race that process rewriting the registry file. A container (podman
+ * forwards the SIGTERM to it and removes it when it ends) is removed also when podman had to be killed.
  */
 export async function stopWebhookProcess(pid: number, registry?: Registry): Promise<void> {
+  const container = containerOfProcess(pid);
   await stopGroup(pid, 10_000);
+  if (container) removeContainer(container);
   if (isAlive(pid)) throw new Error(`webhook process ${pid} did not stop`);
   if (!registry) return;
   const unregistered = async (): Promise<boolean> => !registered(registry).some((entry) => entry.pgid === pid);
@@ -200,6 +221,8 @@ export interface InstallOptions {
   /** Lifetime of the ServiceAccount token given to the webhook. */
   readonly tokenDuration?: string;
   readonly log?: (line: string) => void;
+  /** Run this image under podman instead of the bundle under node (container.ts). */
+  readonly containerImage?: string;
 }
 
 export interface InstalledWebhook {
@@ -255,7 +278,9 @@ export async function installWebhook(options: InstallOptions): Promise<Installed
     ),
     logFile: path.join(controlPlane.runDir, 'logs', 'webhook.log'),
     program: await buildImageProgram(dir),
+    ...(options.containerImage ? { container: containerRuntime(options.containerImage, objects, log) } : {}),
   };
+  if (files.container) checkImageProgram(files.container, files.program, log);
 
   // As in a cluster install, the configuration exists before the webhook starts: the watcher reads its
   // scope from it at start-up. So the port is chosen first, and chosen again if it was taken meanwhile.
@@ -277,7 +302,7 @@ export async function installWebhook(options: InstallOptions): Promise<Installed
       if (attempt >= 3 || !/EADDRINUSE/.test((error as Error).message)) throw error;
     }
   }
-  log(`webhook listening on 127.0.0.1:${webhookProcess.port} (pid ${webhookProcess.pid})`);
+  log(`webhook listening on 127.0.0.1:${webhookProcess.port} (${files.container ? `container of image ${files.container.image}, podman pid` : 'pid'} ${webhookProcess.pid})`);
   const client = new KubeClient({ server: controlPlane.server, ...controlPlane.admin });
   try {
     await waitForWebhook(client);
@@ -286,6 +311,31 @@ export async function installWebhook(options: InstallOptions): Promise<Installed
   }
   log(`webhook configuration effective after ${Date.now() - started} ms`);
   return { files, process: webhookProcess, configuration, shippedConfiguration, startedInMs: Date.now() - started };
+}
+
+/** The container mode's settings for `image`, after removing what killed runs left behind. */
+function containerRuntime(image: string, objects: readonly KubeObject[], log: (line: string) => void): ContainerRuntime {
+  const stale = removeStaleContainers();
+  if (stale.length > 0) log(`removed ${stale.length} container(s) left by killed runs: ${stale.join(', ')}`);
+  const deployment = objects.find((o) => o['kind'] === 'Deployment');
+  const runtime = prepareContainerRuntime(image, deployment);
+  log(`webhook runs as the container image ${image} (podman${runtime.ociRuntime ? ` --runtime ${runtime.ociRuntime}` : ''}; ${runtime.memoryNote})`);
+  return runtime;
+}
+
+/**
+ * Says loudly when the image's program is not the bundle of this tree (esbuild's output is the same for
+ * the same sources and lockfile): the image was built from other sources, so the run tests those.
+ */
+function checkImageProgram(runtime: ContainerRuntime, program: readonly string[], log: (line: string) => void): void {
+  const bundle = program.at(-1) ?? '';
+  const inImage = path.posix.join(readImageRecipe().run.workdir, path.basename(bundle));
+  const answer = shellInImage(runtime, `sha256sum ${inImage}`);
+  if (answer.code !== 0) throw new Error(`cannot read ${inImage} in ${runtime.image}: ${answer.stderr.trim()}`);
+  const imageDigest = answer.stdout.split(/\s+/)[0];
+  const treeDigest = createHash('sha256').update(readFileSync(bundle)).digest('hex');
+  if (imageDigest === treeDigest) log(`the image's ${inImage} is this tree's bundle (sha256 ${treeDigest.slice(0, 12)})`);
+  else log(`WARNING: the image's ${inImage} is not this tree's bundle: ${runtime.image} was built from other sources, and this run tests those (rebuild: bash test/image/build-image.sh)`);
 }
 
 /**
