@@ -4,11 +4,11 @@
 // takes seconds and builds nothing real.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { runScript, type ScriptRun } from '../../support/scripts.ts';
 import { BUILD_SCRIPT } from '../../../src/local/binaries.ts';
 
 const FAKE_GO = `#!/bin/bash
@@ -35,15 +35,8 @@ case "$1" in
 esac
 `;
 
-function runBuild(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('bash', [BUILD_SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runBuild(env: NodeJS.ProcessEnv): Promise<ScriptRun> {
+  return runScript(BUILD_SCRIPT, env);
 }
 
 test('two builds started together against an empty cache: both succeed, each binary is built once', { timeout: 60_000 }, async (t) => {

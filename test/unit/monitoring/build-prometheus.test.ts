@@ -4,11 +4,11 @@
 // executable, so this takes seconds and builds nothing real.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { runScript, type ScriptRun } from '../../support/scripts.ts';
 
 const SCRIPT = path.resolve(import.meta.dirname, '..', '..', 'monitoring', 'build-prometheus.sh');
 
@@ -36,15 +36,8 @@ case "$1" in
 esac
 `;
 
-function runBuild(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('bash', [SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runBuild(env: NodeJS.ProcessEnv): Promise<ScriptRun> {
+  return runScript(SCRIPT, env);
 }
 
 function fakeGo(dir: string, extra: NodeJS.ProcessEnv = {}): { env: NodeJS.ProcessEnv; log: string } {

@@ -1033,30 +1033,25 @@ describe('watcher: held for a Flux Kustomization that has yet to apply the revis
     });
   }
 
-  test('--gitops-max-wait-seconds=0: no Kustomization is ever read', async () => {
-    const cluster = await fluxLayout();
-    const watcher = await startedWatcher(cluster, { gitopsMaxWaitSeconds: 0 });
-    try {
-      cluster.setConfigMap('app', { level: 'debug' });
-      await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
-      assert.deepEqual(cluster.kustomizationReads, []);
-    } finally {
-      await watcher.stop();
-    }
-  });
-
-  test('a workload without Flux labels: no Kustomization is read', async () => {
-    const cluster = await fluxLayout();
-    await cluster.deployment('web', ['app']);
-    const watcher = await startedWatcher(cluster);
-    try {
-      cluster.setConfigMap('app', { level: 'debug' });
-      await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
-      assert.deepEqual(cluster.kustomizationReads, []);
-    } finally {
-      await watcher.stop();
-    }
-  });
+  // Each case: the change rolls at once and no Kustomization is read at all.
+  const readsNothing: Array<[string, { gitopsMaxWaitSeconds?: number }, (cluster: FakeCluster) => Promise<unknown>]> = [
+    ['--gitops-max-wait-seconds=0', { gitopsMaxWaitSeconds: 0 }, async () => undefined],
+    ['a workload without Flux labels', {}, (cluster) => cluster.deployment('web', ['app'])],
+  ];
+  for (const [name, options, change] of readsNothing) {
+    test(`no Kustomization is read: ${name}`, async () => {
+      const cluster = await fluxLayout();
+      await change(cluster);
+      const watcher = await startedWatcher(cluster, options);
+      try {
+        cluster.setConfigMap('app', { level: 'debug' });
+        await eventually('the rollout', () => cluster.requests.length === 1, 1_000);
+        assert.deepEqual(cluster.kustomizationReads, []);
+      } finally {
+        await watcher.stop();
+      }
+    });
+  }
 
   test('a restart while held: the start-up pass holds the stale workload too, from the labels of every ConfigMap it consumes', async () => {
     const cluster = await fluxLayout();
