@@ -57,11 +57,11 @@ async function runLocally(webhookArgs: readonly string[]): Promise<void> {
   const { state } = environment;
   const kubectl = new Kubectl(state.kubectl, state.kubeconfig);
   await kubectl.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE, labels: { ...OPT_IN_LABEL } } });
-  process.stdout.write(instructions(state.kubeconfig, state.kubectl, state.webhook.files.logFile, state.runDir));
+  process.stdout.write(instructions(state.kubeconfig, state.kubectl, state.webhook.files.logFile, state.runDir, state.webhook.coalesceWindowMs));
 }
 
 
-function instructions(kubeconfig: string, kubectl: string, webhookLog: string, runDir: string): string {
+function instructions(kubeconfig: string, kubectl: string, webhookLog: string, runDir: string, quietMs: number): string {
   const ns = DEMO_NAMESPACE;
   return `
 config-checksum-webhook is running against a local control plane (etcd, kube-apiserver and
@@ -78,7 +78,7 @@ In another shell:
   kubectl -n ${ns} set env deployment/web --from=configmap/app-config
   kubectl -n ${ns} get deployment web -o yaml | grep -E 'checksum/config|config-checksum.io/sources'
 
-  # Change the config: the watcher rolls the Deployment after its coalescing window (5 s by default).
+  # Change the config: the watcher rolls the Deployment once the config has been quiet for ${quietMs} ms.
   kubectl -n ${ns} patch configmap app-config -p '{"data":{"greeting":"bonjour"}}'
   kubectl -n ${ns} get replicasets
 
