@@ -13,7 +13,7 @@ export interface Metrics {
   readonly admissionWarnings: Counter;
   readonly badRequests: Counter<'status'>;
   readonly certificateReloads: Counter<'result'>;
-  /** notAfter of the certificate served and of the CA that issued it, as Unix seconds (certificate.ts keeps it). */
+  /** notAfter of the certificate served and of the CA that issued it, as Unix seconds (set at each certificate load: tls/expiry.ts). */
   readonly certificateExpiry: Gauge<'certificate'>;
   readonly watchRollouts: Counter<'kind'>;
   readonly watchSkipped: Counter<'reason'>;

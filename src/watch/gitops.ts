@@ -121,10 +121,6 @@ export class GitOpsHolds {
     this.#now = options.now ?? (() => performance.now());
   }
 
-  get size(): number {
-    return this.#held.size;
-  }
-
   /**
    * Whether the rollout of this workload (applied by Kustomization `workloadOwner`; its changed sources
    * applied by `sourceOwners`) waits: 'hold', or 'go' with how a hold it was under ended.

@@ -623,9 +623,10 @@ export class Watcher {
     if (!this.#holds) return undefined;
     const key = workloadKey(trigger.ref);
     const wasHeld = this.#holds.isHeld(key);
-    const result = await this.#holds.check(key, fluxOwner(object), this.#sourceOwners(trigger), templateChecksums(object, this.#options.checksumAnnotation, this.#secrets?.annotation));
+    const kustomization = fluxOwner(object);
+    const result = await this.#holds.check(key, kustomization, this.#sourceOwners(trigger), this.#templateChecksums(object));
     if (result.state === 'go') return result.ended;
-    if (!wasHeld) this.#log.info({ kind: trigger.ref.kind, namespace: trigger.ref.namespace, name: trigger.ref.name, kustomization: fluxOwner(object) }, 'rollout held until the workload\'s Flux Kustomization applies the revision that changed its config');
+    if (!wasHeld) this.#log.info({ kind: trigger.ref.kind, namespace: trigger.ref.namespace, name: trigger.ref.name, kustomization }, 'rollout held until the workload\'s Flux Kustomization applies the revision that changed its config');
     this.#skip('held-for-gitops');
     this.#pollHeld(key, trigger);
     return 'held';
@@ -666,13 +667,19 @@ export class Watcher {
   async #settleHold(trigger: Trigger, object: JsonObject): Promise<void> {
     const key = workloadKey(trigger.ref);
     if (!this.#holds?.isHeld(key)) return;
-    const ended = this.#holds.settle(key, templateChecksums(object, this.#options.checksumAnnotation, this.#secrets?.annotation));
+    const ended = this.#holds.settle(key, this.#templateChecksums(object));
     if (!ended) return;
     const { ref } = trigger;
     const checksum = readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation) ?? '';
     this.#log.info({ kind: ref.kind, namespace: ref.namespace, name: ref.name, configMaps: [...trigger.configMaps], kustomization: ended.kustomization, revision: ended.revision, waitedMs: Math.round(ended.waitedMs) }, 'rolled out by the Flux Kustomization\'s apply');
     const message = `${changeCause(trigger)}; rolled out by the apply of Kustomization ${ended.kustomization} (${ended.revision}) after waiting ${Math.round(ended.waitedMs / 1000)} s for it (${this.#options.checksumAnnotation}=${checksum.slice(0, 12)})`;
     await this.#event({ ...ref, uid: metadataString(object, 'uid') ?? '' }, 'Normal', 'ConfigChanged', message);
+  }
+
+  /** The pod template's checksums, as one string that changes when either does. */
+  #templateChecksums(object: JsonObject): string {
+    const secret = this.#secrets === undefined ? '' : readAnnotation(object, TEMPLATE_METADATA, this.#secrets.annotation) ?? '';
+    return `${readAnnotation(object, TEMPLATE_METADATA, this.#options.checksumAnnotation) ?? ''}\n${secret}`;
   }
 
   /** The checksum annotation the webhook changed in our request, and its new value; undefined when it did not run. */
@@ -831,12 +838,6 @@ function changeCause({ configMaps, secrets, pass }: Trigger): string {
 function heldFor({ kustomization, revision, outcome, waitedMs }: EndedHold): string {
   const waited = `waited ${Math.round(waitedMs / 1000)} s for Kustomization ${kustomization} to apply ${revision}`;
   return outcome === 'max-wait' ? `${waited}, the longest --gitops-max-wait-seconds allows` : `${waited}; it finished without rolling the workload`;
-}
-
-/** The pod template's checksums, as one string that changes when either does. */
-function templateChecksums(object: JsonObject, annotation: string, secretAnnotation: string | undefined): string {
-  const secret = secretAnnotation === undefined ? '' : readAnnotation(object, TEMPLATE_METADATA, secretAnnotation) ?? '';
-  return `${readAnnotation(object, TEMPLATE_METADATA, annotation) ?? ''}\n${secret}`;
 }
 
 function checksumOf(workload: IndexedWorkload, type: SourceType): string | undefined {
